@@ -6,10 +6,12 @@
 
 mod convert;
 mod lang;
-mod normalize;
+pub mod normalize;
 mod tokenize;
 
 pub use convert::{is_han, simplified, traditional_only};
 pub use lang::detect_language;
 pub use normalize::{normalize, Normalized};
-pub use tokenize::{tokenize, Token, TokenKind, Tokenizer};
+pub use tokenize::{
+    parse_token_name, token_hash, token_name, token_text, tokenize, Token, TokenKind, Tokenizer,
+};
