@@ -211,48 +211,51 @@ impl RuleSet {
                     format!("rule {:?} has neither keywords nor regexes", r.id),
                 ));
             }
-            let effect =
-                match (r.effect.as_str(), r.weight, r.priority) {
-                    ("boost", Some(w), None) if w.is_finite() && w != 0.0 && w.abs() <= 20.0 => {
-                        Effect::Boost(w)
-                    }
-                    ("boost", Some(w), None) => return Err(err(
+            let effect = match (r.effect.as_str(), r.weight, r.priority) {
+                ("boost", Some(w), None) if w.is_finite() && w != 0.0 && w.abs() <= 20.0 => {
+                    Effect::Boost(w)
+                }
+                ("boost", Some(w), None) => {
+                    return Err(err(
                         line,
                         format!(
                             "rule {:?}: weight {w} must be finite, non-zero and within -20..=20",
                             r.id
                         ),
-                    )),
-                    ("boost", None, _) => {
-                        return Err(err(
-                            line,
-                            format!("rule {:?}: a boost needs a weight", r.id),
-                        ))
-                    }
-                    ("override", None, Some(p)) => Effect::Override(p),
-                    ("override", None, None) => {
-                        return Err(err(
-                            line,
-                            format!("rule {:?}: an override needs a priority", r.id),
-                        ))
-                    }
-                    ("boost", _, Some(_)) | ("override", Some(_), _) => return Err(err(
+                    ))
+                }
+                ("boost", None, _) => {
+                    return Err(err(
+                        line,
+                        format!("rule {:?}: a boost needs a weight", r.id),
+                    ))
+                }
+                ("override", None, Some(p)) => Effect::Override(p),
+                ("override", None, None) => {
+                    return Err(err(
+                        line,
+                        format!("rule {:?}: an override needs a priority", r.id),
+                    ))
+                }
+                ("boost", _, Some(_)) | ("override", Some(_), _) => {
+                    return Err(err(
                         line,
                         format!(
                             "rule {:?}: a boost takes a weight, an override a priority, not both",
                             r.id
                         ),
-                    )),
-                    (other, _, _) => {
-                        return Err(err(
-                            line,
-                            format!(
-                                "rule {:?}: unknown effect {other:?} (boost or override)",
-                                r.id
-                            ),
-                        ))
-                    }
-                };
+                    ))
+                }
+                (other, _, _) => {
+                    return Err(err(
+                        line,
+                        format!(
+                            "rule {:?}: unknown effect {other:?} (boost or override)",
+                            r.id
+                        ),
+                    ))
+                }
+            };
             let idx = rules.len();
             let mut keyword_count = 0;
             for k in &r.keywords {

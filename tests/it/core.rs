@@ -1,0 +1,1 @@
+//! Classifier core against the shipped bundle and small training runs.

@@ -1,0 +1,4 @@
+//! needscope's integration tests: one test binary, one module per area.
+
+mod core;
+mod corpus;
