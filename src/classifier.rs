@@ -365,6 +365,13 @@ impl Classifier {
         }
     }
 
+    /// The same model with another rule set.
+    pub fn with_rules(mut self, rules: RuleSet) -> Classifier {
+        self.info.rule_count = rules.len();
+        self.rules = rules;
+        self
+    }
+
     /// What is loaded.
     pub fn info(&self) -> &ModelInfo {
         &self.info

@@ -37,11 +37,11 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            alpha: 0.5,
+            alpha: 0.3,
             max_iterations: 300,
-            gradient_tolerance: 1e-5,
+            gradient_tolerance: 0.5,
             min_df: 2,
-            max_features: 30_000,
+            max_features: 15_000,
             jieba: true,
             memory_fraction: 0.5,
         }
@@ -153,36 +153,83 @@ fn tokenize_all(
     (all, names)
 }
 
-/// Chooses the vocabulary and idf from tokenised training statements.
+/// Chooses the vocabulary and idf from tokenised training statements: tokens in at least
+/// `min_df` statements, ranked by their best chi-squared association with any axis's labels
+/// (ties by name), the top `max_features` kept.
 fn choose_vocabulary(
     tokens: &[Vec<Token>],
+    examples: &[Example],
     names: &FxHashMap<u64, String>,
     min_df: usize,
     max_features: usize,
     config: FeatureConfig,
 ) -> Result<FeatureSpace> {
-    let mut df: FxHashMap<u64, usize> = FxHashMap::default();
-    for toks in tokens {
+    // per token: document frequency and per-value document counts
+    let mut counts: FxHashMap<u64, [u32; TOTAL_VALUES + 1]> = FxHashMap::default();
+    let mut class_totals = [0u32; TOTAL_VALUES];
+    for (toks, e) in tokens.iter().zip(examples) {
+        for a in Axis::ALL {
+            class_totals[a.offset() + e.labels.get(a)] += 1;
+        }
         let mut seen: Vec<u64> = toks.iter().map(|t| t.hash).collect();
         seen.sort_unstable();
         seen.dedup();
         for h in seen {
-            *df.entry(h).or_insert(0) += 1;
+            let c = counts.entry(h).or_insert([0; TOTAL_VALUES + 1]);
+            c[TOTAL_VALUES] += 1;
+            for a in Axis::ALL {
+                c[a.offset() + e.labels.get(a)] += 1;
+            }
         }
     }
-    let mut cand: Vec<(&str, usize)> = df
-        .iter()
-        .filter(|(_, d)| **d >= min_df)
-        .filter_map(|(h, d)| names.get(h).map(|n| (n.as_str(), *d)))
-        .collect();
-    cand.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    cand.truncate(max_features);
     let n = tokens.len() as f64;
+    let mut cand: Vec<(&str, f64, u32)> = counts
+        .iter()
+        .filter(|(_, c)| c[TOTAL_VALUES] as usize >= min_df)
+        .filter_map(|(h, c)| {
+            names.get(h).map(|name| {
+                (
+                    name.as_str(),
+                    best_chi2(c, &class_totals, n),
+                    c[TOTAL_VALUES],
+                )
+            })
+        })
+        .collect();
+    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    cand.truncate(max_features);
     let entries = cand
         .into_iter()
-        .map(|(name, d)| (name.to_string(), ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0))
+        .map(|(name, _, d)| (name.to_string(), ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0))
         .collect();
     FeatureSpace::new(entries, config)
+}
+
+/// The largest chi-squared statistic of a token's presence against any axis's labels.
+fn best_chi2(c: &[u32; TOTAL_VALUES + 1], class_totals: &[u32; TOTAL_VALUES], n: f64) -> f64 {
+    let df = c[TOTAL_VALUES] as f64;
+    Axis::ALL
+        .iter()
+        .map(|a| {
+            (0..a.len())
+                .map(|v| {
+                    let total = class_totals[a.offset() + v] as f64;
+                    let present = c[a.offset() + v] as f64;
+                    let e_present = df * total / n;
+                    let e_absent = (n - df) * total / n;
+                    let absent = total - present;
+                    let mut x = 0.0;
+                    if e_present > 0.0 {
+                        x += (present - e_present).powi(2) / e_present;
+                    }
+                    if e_absent > 0.0 {
+                        x += (absent - e_absent).powi(2) / e_absent;
+                    }
+                    x
+                })
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Dense matrix of sparse rows.
@@ -228,6 +275,7 @@ pub fn fit(
     }
     let features = choose_vocabulary(
         &tokens,
+        examples,
         &names,
         p.min_df,
         max_features,

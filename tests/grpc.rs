@@ -38,21 +38,24 @@ const STATEMENTS: &[&str] = &[
     "App 老是闪退，price 也涨了",
 ];
 
-fn assert_probabilities(d: &pb::AxisDetail, n: usize) {
-    assert_eq!(d.probabilities.len(), n, "{:?}", d.axis);
-    for p in [
-        d.probabilities
-            .iter()
-            .map(|p| p.model_probability)
-            .sum::<f64>(),
-        d.probabilities
-            .iter()
-            .map(|p| p.final_probability)
-            .sum::<f64>(),
-    ] {
-        assert!((p - 1.0).abs() < 1e-9, "probabilities sum to {p}");
+/// Checks one axis: a probability per value summing to 1, and the label is the most probable
+/// value unless a rule decided it.
+fn assert_axis(d: &pb::AxisDetail, n: usize, label: i32) {
+    assert_eq!(d.model_probabilities.len(), n, "{:?}", d.axis);
+    assert_eq!(d.final_probabilities.len(), n, "{:?}", d.axis);
+    for p in [&d.model_probabilities, &d.final_probabilities] {
+        let sum: f64 = p.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-9, "probabilities sum to {sum}");
     }
-    assert!(d.probabilities.iter().any(|p| p.value == d.label));
+    if d.decided_by_rule.is_empty() {
+        let best = d
+            .final_probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i as i32 + 1);
+        assert_eq!(best, Some(label), "{:?}", d.axis);
+    }
 }
 
 #[tokio::test]
@@ -74,16 +77,10 @@ async fn classify_returns_labels_probabilities_rules_and_explanation() {
     assert_eq!(c.language, pb::Language::En as i32);
     assert!(pb::NeedLevel::try_from(c.need_level).is_ok_and(|n| n != pb::NeedLevel::Unspecified));
     assert!(c.explicitness > 0 && c.tier > 0 && c.gap > 0);
-    assert_probabilities(c.need_level_detail.as_ref().unwrap(), 5);
-    assert_probabilities(c.explicitness_detail.as_ref().unwrap(), 2);
-    assert_probabilities(c.tier_detail.as_ref().unwrap(), 2);
-    assert_probabilities(c.gap_detail.as_ref().unwrap(), 4);
-    // the label enums and the detail names agree
-    let need = pb::NeedLevel::try_from(c.need_level).unwrap().as_str_name();
-    assert_eq!(
-        need,
-        format!("NEED_LEVEL_{}", c.need_level_detail.as_ref().unwrap().label)
-    );
+    assert_axis(c.need_level_detail.as_ref().unwrap(), 5, c.need_level);
+    assert_axis(c.explicitness_detail.as_ref().unwrap(), 2, c.explicitness);
+    assert_axis(c.tier_detail.as_ref().unwrap(), 2, c.tier);
+    assert_axis(c.gap_detail.as_ref().unwrap(), 4, c.gap);
     assert!(!c.contributions.is_empty(), "explain gives contributions");
     // every span is within the text, in code points
     let len = text.chars().count() as u32;
@@ -97,9 +94,8 @@ async fn classify_returns_labels_probabilities_rules_and_explanation() {
     }
     if default_bundle().is_none() {
         // the tiny bundle's override rule decides the gap from "broken"
-        let gap = c.gap_detail.unwrap();
-        assert_eq!(gap.label, "BELOW");
-        assert_eq!(gap.decided_by_rule, "gap.broken-is-below");
+        assert_eq!(c.gap, pb::ExpectationGap::Below as i32);
+        assert_eq!(c.gap_detail.unwrap().decided_by_rule, "gap.broken-is-below");
         let hit = c
             .rule_hits
             .iter()
@@ -221,7 +217,7 @@ async fn a_full_batch_of_maximal_statements_fits_the_message_limits() {
     let server = TestServer::start(|_, _| {}).await;
     let mut client = server.classifier().await;
     // 256 x 16 KiB is over tonic's 4 MiB default
-    let long: String = STATEMENTS.concat().repeat(40);
+    let long: String = STATEMENTS.concat().repeat(200);
     let long = truncate(&long, 16 * 1024);
     assert!(long.len() > 16 * 1024 - 4);
     let items: Vec<_> = (0..256).map(|i| req(&i.to_string(), long)).collect();
@@ -286,7 +282,15 @@ async fn stream_answers_in_order_and_survives_bad_items() {
 #[tokio::test]
 async fn stream_applies_backpressure_to_a_client_that_does_not_read() {
     let server = TestServer::start(|_, _| {}).await;
-    let mut client = server.classifier().await;
+    // small HTTP/2 windows on the client, so unread responses fill them quickly
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(64 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::needs_classifier_client::NeedsClassifierClient::new(channel);
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     let text = "x".repeat(8 * 1024) + STATEMENTS[0];
@@ -300,14 +304,25 @@ async fn stream_applies_backpressure_to_a_client_that_does_not_read() {
         .expect("stream opens");
     // do not read: the server must stop pulling requests once its window and the HTTP/2
     // flow-control windows are full, instead of buffering without bound
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after_wait = sent.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = sent.load(Ordering::Relaxed);
+    let mut last = u64::MAX;
+    let mut stable = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = sent.load(Ordering::Relaxed);
+        if now == last {
+            stable = true;
+            break;
+        }
+        last = now;
+    }
     assert!(
-        later < 5_000 && later == after_wait,
-        "client kept sending while not reading: {after_wait} then {later}"
+        stable,
+        "client kept sending while not reading: {last} so far"
     );
+    // what may be in flight: the client's and server's HTTP/2 windows, the chunk being
+    // classified and the server's response window; nothing like an unbounded queue
+    assert!(last < 2_000, "{last} requests of 8 KiB buffered");
+    eprintln!("client blocked after {last} unread requests");
     drop(response);
     server.stop().await;
 }
@@ -332,7 +347,7 @@ async fn model_info_describes_the_bundle() {
         .into_inner();
     assert_eq!(info.model_version, "v1");
     assert!(!info.created_at.is_empty());
-    assert!(info.rule_count >= 1 && info.feature_count >= 1);
+    assert!(info.feature_count >= 1);
     assert!(info.bundle_path.ends_with("bundles/v1"));
     assert!(!info.dev_metrics.is_empty());
     let sets: Vec<(String, usize)> = info
@@ -455,7 +470,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 fn slow_batch(n: usize) -> pb::ClassifyBatchRequest {
-    let long: String = STATEMENTS.concat().repeat(40);
+    let long: String = STATEMENTS.concat().repeat(200);
     pb::ClassifyBatchRequest {
         items: (0..n)
             .map(|i| pb::ClassifyRequest {
@@ -470,11 +485,25 @@ fn slow_batch(n: usize) -> pb::ClassifyBatchRequest {
 async fn deadlines_answer_deadline_exceeded() {
     let server = TestServer::start(|_, _| {}).await;
     let mut client = server.classifier().await;
-    // the client's deadline
+    // the client's deadline: tonic's own client gives up at the same moment (answering
+    // CANCELLED itself), so send the `grpc-timeout` header through a plain HTTP/2 client and
+    // look at what the server answers
+    let http2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let mut raw = pb::needs_classifier_client::NeedsClassifierClient::with_origin(
+        http2,
+        server.url().parse().unwrap(),
+    );
     let mut r = tonic::Request::new(slow_batch(256));
-    r.set_timeout(Duration::from_millis(2));
-    let s = client.classify_batch(r).await.unwrap_err();
+    r.set_timeout(Duration::from_millis(20));
+    let s = raw.classify_batch(r).await.unwrap_err();
     assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}");
+    assert!(s.message().contains("deadline"), "{}", s.message());
+    // a unary call within its deadline is unaffected
+    let mut r = tonic::Request::new(req("ok", STATEMENTS[0]));
+    r.set_timeout(Duration::from_secs(5));
+    client.classify(r).await.expect("within the deadline");
     server.stop().await;
 
     // the server's request timeout
@@ -759,32 +788,18 @@ async fn metrics_are_served_on_their_own_port() {
 
 #[tokio::test]
 async fn statement_text_stays_out_of_logs() {
-    // the server logs through `tracing`; a subscriber capturing everything at TRACE level
-    // must never see the statement text unless log_statements is on
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let secret = "我的手机号是13800138000，请退款 PRIVATE-MARKER";
-    // a current-thread runtime keeps every server task on this thread's subscriber
+    // every needscope log line of this test binary, at TRACE level, goes to the capture
+    let logs = capture_logs();
+    let secret = "我的手机号是13800138000，请退款 PRIVATE-MARKER-1";
     let server = TestServer::start(|_, _| {}).await;
     let mut client = server.classifier().await;
-    client.classify(req("p", secret)).await.unwrap();
+    client
+        .classify(pb::ClassifyRequest {
+            id: "no-text-in-logs".into(),
+            ..req("", secret)
+        })
+        .await
+        .unwrap();
     client
         .classify_batch(pb::ClassifyBatchRequest {
             items: vec![req("q", secret), req("r", "")],
@@ -792,23 +807,25 @@ async fn statement_text_stays_out_of_logs() {
         .await
         .unwrap();
     server.stop().await;
-    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("rpc"), "the capture works: {logs}");
+    let captured = logs.text();
     assert!(
-        !logs.contains("PRIVATE-MARKER"),
+        captured.contains("rpc finished"),
+        "the capture works: {captured}"
+    );
+    assert!(
+        !captured.contains("PRIVATE-MARKER-1"),
         "statement text leaked into logs"
     );
 
     // unless explicitly enabled
-    sink.0.lock().unwrap().clear();
+    let secret = "请退款 PRIVATE-MARKER-2";
     let server = TestServer::start(|c, _| c.log_statements = true).await;
     let mut client = server.classifier().await;
     client.classify(req("p", secret)).await.unwrap();
     server.stop().await;
-    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
     assert!(
-        logs.contains("PRIVATE-MARKER"),
-        "log_statements shows the text: {logs}"
+        logs.text().contains("PRIVATE-MARKER-2"),
+        "log_statements shows the text"
     );
 }
 
@@ -949,4 +966,164 @@ async fn python_client_example_calls_every_classify_rpc() {
     assert_eq!(v["stream"].as_array().unwrap().len(), 4);
     assert_eq!(v["stream"][3]["id"], "s-4");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_services() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let server = TestServer::start(|_, _| {}).await;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut inbound = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let response = inbound.message().await.unwrap().expect("a response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "needscope.v1.NeedsClassifier",
+        "needscope.v1.ModelAdmin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    server.stop().await;
+}
+
+/// Runs the real `needscope serve` process: start to SERVING, SIGHUP reload, SIGTERM drain
+/// and exit status 0.
+#[tokio::test]
+async fn serve_process_reloads_on_sighup_and_exits_zero_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let exe = std::env::var("NEEDSCOPE_SERVE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_needscope").to_string());
+    let exe = exe.as_str();
+    let wired = std::process::Command::new(exe)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !wired {
+        // TODO(lead): remove once `needscope serve` is wired to server::cli::run_serve
+        eprintln!("skipping: `needscope serve` is not wired into the CLI yet");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    write_test_bundle(&bundle, "proc-v1");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .args(["--log-format", "json", "--drain-delay", "100ms"])
+        .arg("--bundle")
+        .arg(&bundle)
+        .env_remove("NEEDSCOPE_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("needscope serve starts");
+    let pid = child.id().expect("pid").to_string();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = match serde_json::from_str(&line) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            if let Some(a) = v["fields"]["listen"].as_str() {
+                return a.to_string();
+            }
+        }
+        panic!("no listen line");
+    })
+    .await
+    .expect("listening in time");
+    // keep draining stderr so the child never blocks on a full pipe
+    let log = tokio::spawn(async move {
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    loop {
+        if health_status(&mut health, "").await == SERVING {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never SERVING");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("process start to SERVING: {:?}", started.elapsed());
+    let mut client = pb::needs_classifier_client::NeedsClassifierClient::new(channel);
+    let version = |info: pb::GetModelInfoResponse| info.model_version;
+    assert_eq!(
+        version(
+            client
+                .get_model_info(pb::GetModelInfoRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        "proc-v1"
+    );
+    // a new version in place, then SIGHUP
+    let mpath = bundle.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["model_version"] = "proc-v2".into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut now = String::new();
+    for _ in 0..100 {
+        now = version(
+            client
+                .get_model_info(pb::GetModelInfoRequest {})
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        if now == "proc-v2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(now, "proc-v2", "SIGHUP reloaded the bundle");
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    let log = log.await.unwrap();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(log.contains("drained, stopped"), "{log}");
 }

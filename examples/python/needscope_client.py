@@ -66,10 +66,6 @@ def summarize(pb, c):
         "tier": pb.ExpectationTier.Name(c.tier),
         "gap": pb.ExpectationGap.Name(c.gap),
         "uncertain": [
-            d.axis_name
-            for d in []
-        ]
-        or [
             name
             for name, d in (
                 ("need", c.need_level_detail),

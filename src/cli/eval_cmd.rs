@@ -22,11 +22,18 @@ pub struct EvalArgs {
     /// Write a confusion-matrix heatmap (SVG) here.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Evaluate with this rules file instead of the bundle's (to try rule changes without
+    /// retraining).
+    #[arg(long)]
+    rules: Option<PathBuf>,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    let c = Classifier::load(&a.model)
+    let mut c = Classifier::load(&a.model)
         .with_context(|| format!("loading bundle {}", a.model.display()))?;
+    if let Some(r) = &a.rules {
+        c = c.with_rules(needscope::rules::RuleSet::load(r)?);
+    }
     let data = read_labelled(&a.data)?;
     let name = a
         .data

@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// L-BFGS iteration cap per axis.
     #[arg(long, default_value_t = TrainParams::default().max_iterations)]
     max_iterations: u64,
+    /// Gradient norm at which L-BFGS stops (the loss is summed over statements).
+    #[arg(long, default_value_t = TrainParams::default().gradient_tolerance)]
+    gradient_tolerance: f64,
     /// Minimum document frequency of a feature.
     #[arg(long, default_value_t = TrainParams::default().min_df)]
     min_df: usize,
@@ -75,6 +78,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         params: TrainParams {
             alpha: a.alpha,
             max_iterations: a.max_iterations,
+            gradient_tolerance: a.gradient_tolerance,
             min_df: a.min_df,
             max_features: a.max_features,
             jieba: !a.no_jieba,

@@ -188,3 +188,59 @@ async fn watch_signals(control: run::ServerControl) {
 }
 
 pub use super::bench::{run_bench, BenchArgs};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("needscope.toml");
+        std::fs::write(
+            &file,
+            "max_batch_size = 64\nmax_text_bytes = 4096\nlog_format = \"json\"\nmetrics_listen = \"off\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "needscope",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-batch-size",
+            "32",
+            "--admin",
+            "false",
+            "--request-timeout",
+            "5s",
+        ])
+        .unwrap();
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.max_batch_size, 32, "flag over file");
+        assert_eq!(c.max_text_bytes, 4096, "file over default");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.metrics_listen, None);
+        assert!(!c.admin_enabled);
+        assert_eq!(c.request_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(
+            c.max_concurrency,
+            super::super::config::DEFAULT_MAX_CONCURRENCY
+        );
+    }
+
+    #[test]
+    fn a_bad_config_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "max_batch_size = \"many\"\n").unwrap();
+        let cli = Cli::try_parse_from(["needscope", "--config", file.to_str().unwrap()]).unwrap();
+        let e = cli.serve.resolve().unwrap_err().to_string();
+        assert!(e.contains("bad.toml"), "{e}");
+    }
+}

@@ -43,23 +43,12 @@ fn spans(s: &[Span]) -> Vec<pb::Span> {
 
 fn axis_detail(c: &Classification, a: Axis) -> pb::AxisDetail {
     let r = &c.axes[a.index()];
-    let model = c.model_probs(a);
-    let fin = c.final_probs(a);
     pb::AxisDetail {
         axis: axis(a) as i32,
-        label: a.values()[r.label].to_string(),
         uncertain: r.uncertain,
         decided_by_rule: r.decided_by.as_deref().unwrap_or_default().to_string(),
-        probabilities: a
-            .values()
-            .iter()
-            .enumerate()
-            .map(|(i, v)| pb::ValueProbability {
-                value: (*v).to_string(),
-                model_probability: model[i],
-                final_probability: fin[i],
-            })
-            .collect(),
+        model_probabilities: c.model_probs(a).to_vec(),
+        final_probabilities: c.final_probs(a).to_vec(),
     }
 }
 

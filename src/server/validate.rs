@@ -61,7 +61,7 @@ pub fn item(
     }
     let language_hint = match language_from_pb(language) {
         Ok(l) => l,
-        Err(()) => {
+        Err(_) => {
             v.push(FieldViolation::new(
                 format!("{prefix}language"),
                 format!("{language} is not a Language value"),
@@ -94,9 +94,10 @@ pub fn batch_len(limits: &Limits, len: usize) -> Result<(), FieldViolation> {
     }
 }
 
-/// The core's language for a wire value; `Ok(None)` for LANGUAGE_UNSPECIFIED.
-pub fn language_from_pb(v: i32) -> Result<Option<Lang>, ()> {
-    match pb::Language::try_from(v).map_err(|_| ())? {
+/// The core's language for a wire value; `Ok(None)` for LANGUAGE_UNSPECIFIED, `Err(v)` for a
+/// value that is not a `Language`.
+pub fn language_from_pb(v: i32) -> Result<Option<Lang>, i32> {
+    match pb::Language::try_from(v).map_err(|_| v)? {
         pb::Language::Unspecified => Ok(None),
         pb::Language::ZhHans => Ok(Some(Lang::ZhHans)),
         pb::Language::ZhHant => Ok(Some(Lang::ZhHant)),

@@ -98,7 +98,7 @@ pub fn normalize_into(text: &str, out: &mut Normalized) {
         let from = i as u32;
         // a base character and the combining marks that follow it form one cluster
         let mut j = i + 1;
-        while j < chars.len() && is_combining_mark(chars[j]) {
+        while j < chars.len() && (is_combining_mark(chars[j]) || is_invisible(chars[j])) {
             j += 1;
         }
         let to = j as u32;
@@ -113,7 +113,7 @@ pub fn normalize_into(text: &str, out: &mut Normalized) {
             // dropped
         } else {
             cluster.clear();
-            cluster.extend(&chars[i..j]);
+            cluster.extend(chars[i..j].iter().filter(|c| !is_invisible(**c)));
             for n in cluster.nfkc() {
                 if !is_invisible(n) {
                     push_folded(out, n, from, to);

@@ -19,9 +19,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shipped default bundle, if it has been trained.
+/// The bundle the tests copy: `$NEEDSCOPE_TEST_BUNDLE`, else the shipped default bundle if it
+/// has been trained.
 pub fn default_bundle() -> Option<PathBuf> {
-    let p = repo_root().join("models/default");
+    let p = std::env::var_os("NEEDSCOPE_TEST_BUNDLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/default"));
     p.join(bundle::MANIFEST).is_file().then_some(p)
 }
 
@@ -310,4 +313,46 @@ pub async fn run_command(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Log lines captured from every test of this binary.
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buf) = self.0.lock() {
+            buf.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once) a global subscriber capturing `needscope` logs at TRACE level. Global, not
+/// thread-local, so events from every runtime thread are captured.
+pub fn capture_logs() -> LogCapture {
+    static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = LogCapture::default();
+            let writer = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("needscope=trace"))
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+            capture
+        })
+        .clone()
 }
