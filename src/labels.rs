@@ -51,6 +51,7 @@ impl Axis {
     }
 
     /// Number of values of this axis.
+    #[allow(clippy::len_without_is_empty)] // an axis always has values
     pub fn len(self) -> usize {
         self.values().len()
     }
