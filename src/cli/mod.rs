@@ -24,6 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the classifier over gRPC.
+    Serve(Box<needscope::server::cli::ServeArgs>),
+    /// Load-test a running server (closed or open loop; unary, batch or stream).
+    Bench(Box<needscope::server::cli::BenchArgs>),
     /// Classify a statement, or JSON/plain lines from stdin.
     Classify(classify::ClassifyArgs),
     /// Train a model bundle from labelled data.
@@ -45,6 +49,8 @@ enum Command {
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(a) => needscope::server::cli::run_serve(*a),
+        Command::Bench(a) => needscope::server::cli::run_bench(*a),
         Command::Classify(a) => classify::run(a),
         Command::Train(a) => train_cmd::run(*a),
         Command::Eval(a) => eval_cmd::run(a),
