@@ -63,14 +63,20 @@ async fn classify_returns_labels_probabilities_rules_and_explanation() {
     let server = TestServer::start(|_, _| {}).await;
     let mut client = server.classifier().await;
     let text = "I want a refund, the blender arrived broken";
-    let r = client
-        .classify(pb::ClassifyRequest {
-            explain: true,
-            ..req("crm-42", text)
-        })
-        .await
-        .expect("classify")
-        .into_inner();
+    let mut request = tonic::Request::new(pb::ClassifyRequest {
+        explain: true,
+        ..req("crm-42", text)
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-7".parse().unwrap());
+    let response = client.classify(request).await.expect("classify");
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "trace-7",
+        "the request id is echoed"
+    );
+    let r = response.into_inner();
     assert_eq!(r.id, "crm-42");
     let c = r.classification.expect("classification");
     assert_eq!(c.model_version, "v1");
@@ -922,6 +928,30 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
         "{out}{err}"
     );
 
+    // per-item errors carry google.rpc.BadRequest details grpcurl can decode via reflection
+    let (ok, out, err) = run_command(
+        &mut run(s(&[
+            "-plaintext",
+            "-d",
+            r#"{"items": [{"id": "a", "text": "价格太贵了"}, {"id": "b", "text": " "}]}"#,
+            &addr,
+            "needscope.v1.NeedsClassifier/ClassifyBatch",
+        ])),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok, "ClassifyBatch failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON answer");
+    let detail = &v["results"][1]["error"]["details"][0];
+    assert_eq!(
+        detail["@type"], "type.googleapis.com/google.rpc.BadRequest",
+        "{out}"
+    );
+    assert_eq!(
+        detail["fieldViolations"][0]["field"], "items[1].text",
+        "{out}"
+    );
+
     let (ok, out, err) = run_command(
         &mut run(s(&[
             "-plaintext",
@@ -968,14 +998,13 @@ async fn python_client_example_calls_every_classify_rpc() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn reflection_v1_lists_services() {
+/// The services listed by reflection v1.
+async fn reflected_services(server: &TestServer) -> Vec<String> {
     use tonic_reflection::pb::v1::{
         server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         ServerReflectionRequest,
     };
-    let server = TestServer::start(|_, _| {}).await;
     let mut client = ServerReflectionClient::new(server.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -990,34 +1019,36 @@ async fn reflection_v1_lists_services() {
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected {response:?}");
     };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_the_served_services() {
+    let server = TestServer::start(|_, _| {}).await;
+    let names = reflected_services(&server).await;
     for want in [
         "needscope.v1.NeedsClassifier",
         "needscope.v1.ModelAdmin",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
     server.stop().await;
+    let server = TestServer::start(|c, _| c.admin_enabled = false).await;
+    let names = reflected_services(&server).await;
+    assert!(!names.iter().any(|n| n.contains("ModelAdmin")), "{names:?}");
+    server.stop().await;
 }
 
 /// Runs the real `needscope serve` process: start to SERVING, SIGHUP reload, SIGTERM drain
-/// and exit status 0.
+/// and exit status 0. `NEEDSCOPE_SERVE_BIN` runs another build of the binary (a release one).
 #[tokio::test]
 async fn serve_process_reloads_on_sighup_and_exits_zero_on_sigterm() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let exe = std::env::var("NEEDSCOPE_SERVE_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_needscope").to_string());
     let exe = exe.as_str();
-    let wired = std::process::Command::new(exe)
-        .args(["serve", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !wired {
-        // TODO(lead): remove once `needscope serve` is wired to server::cli::run_serve
-        eprintln!("skipping: `needscope serve` is not wired into the CLI yet");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     write_test_bundle(&bundle, "proc-v1");

@@ -485,20 +485,19 @@ async fn stream_worker(
     tally
 }
 
-/// Open loop: requests started on a fixed schedule, each in its own task.
+/// Open loop: requests started on a fixed schedule, each in its own task. A dedicated
+/// pacing thread (OS sleeps are precise to tens of microseconds; the async timer only to a
+/// millisecond) starts them, and latency is measured from each request's scheduled start.
 async fn open_loop(
     ctx: Ctx,
     rpc: BenchRpc,
     rate: f64,
     duration: Duration,
     max_outstanding: usize,
-) -> (Tally, u64) {
+) -> anyhow::Result<(Tally, u64)> {
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now();
     let outstanding = Arc::new(tokio::sync::Semaphore::new(max_outstanding.max(1)));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Tally>();
-    let mut not_sent = 0u64;
-    let mut k: u64 = 0;
     let collector = tokio::spawn(async move {
         let mut total = Tally::default();
         while let Some(t) = done_rx.recv().await {
@@ -506,34 +505,48 @@ async fn open_loop(
         }
         total
     });
-    loop {
-        let scheduled = start + interval.mul_f64(k as f64);
-        if scheduled.duration_since(start) >= duration {
-            break;
-        }
-        if scheduled > Instant::now() {
-            tokio::time::sleep_until(scheduled.into()).await;
-        }
-        k += 1;
-        let Ok(permit) = outstanding.clone().try_acquire_owned() else {
-            not_sent += 1;
-            continue;
-        };
-        let (ctx, done_tx) = (ctx.clone(), done_tx.clone());
-        let worker = k as usize;
-        tokio::spawn(async move {
-            let mut t = Tally::default();
-            if ctx.call_once(rpc, worker, &mut t).await {
-                // from the scheduled start: a late send counts against the server
-                t.latency(scheduled.elapsed());
+    let runtime = tokio::runtime::Handle::current();
+    let pacer = std::thread::Builder::new()
+        .name("bench-pacer".into())
+        .spawn(move || {
+            let start = Instant::now();
+            let mut not_sent = 0u64;
+            let mut k: u64 = 0;
+            loop {
+                let scheduled = start + interval.mul_f64(k as f64);
+                if scheduled.duration_since(start) >= duration {
+                    break;
+                }
+                let now = Instant::now();
+                if scheduled > now + Duration::from_micros(50) {
+                    std::thread::sleep(scheduled - now);
+                }
+                k += 1;
+                let Ok(permit) = outstanding.clone().try_acquire_owned() else {
+                    not_sent += 1;
+                    continue;
+                };
+                let (ctx, done_tx) = (ctx.clone(), done_tx.clone());
+                let worker = k as usize;
+                runtime.spawn(async move {
+                    let mut t = Tally::default();
+                    if ctx.call_once(rpc, worker, &mut t).await {
+                        // from the scheduled start: a late send counts against the server
+                        t.latency(scheduled.elapsed());
+                    }
+                    drop(permit);
+                    let _ = done_tx.send(t);
+                });
             }
-            drop(permit);
-            let _ = done_tx.send(t);
-        });
-    }
-    drop(done_tx);
+            not_sent
+        })
+        .context("cannot start the pacing thread")?;
+    let not_sent = tokio::task::spawn_blocking(move || pacer.join())
+        .await
+        .context("pacing thread lost")?
+        .map_err(|_| anyhow::anyhow!("pacing thread panicked"))?;
     let tally = collector.await.unwrap_or_default();
-    (tally, not_sent)
+    Ok((tally, not_sent))
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -587,7 +600,8 @@ async fn run_one(
         if rpc == BenchRpc::Stream {
             anyhow::bail!("open loop (--rate) drives classify, batch and health, not stream");
         }
-        let (t, not_sent) = open_loop(ctx.clone(), rpc, rate, duration, args.max_outstanding).await;
+        let (t, not_sent) =
+            open_loop(ctx.clone(), rpc, rate, duration, args.max_outstanding).await?;
         return Ok((t, not_sent, started.elapsed()));
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -222,7 +222,7 @@ where
         let rid = request_id(req.headers(), &self.shared);
         let span = tracing::info_span!(
             "rpc",
-            request_id = %rid,
+            request_id = %rid.as_str(),
             method = info.name,
             code = tracing::field::Empty,
             latency_us = tracing::field::Empty,
@@ -275,9 +275,12 @@ where
                     None => fut.await,
                 };
                 match outcome {
-                    Ok(Ok(response)) => {
+                    Ok(Ok(mut response)) => {
                         if let Some((code, message)) = grpc_status_of(response.headers()) {
                             record.code = Some(normalize_transport_status(code, &message));
+                        }
+                        if let Ok(v) = http::HeaderValue::from_str(&rid) {
+                            response.headers_mut().insert("x-request-id", v);
                         }
                         Ok(response.map(|b| {
                             Body::new(ObservedBody {

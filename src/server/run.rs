@@ -14,7 +14,9 @@ use super::pb::{
     self, model_admin_server::ModelAdminServer, needs_classifier_server::NeedsClassifierServer,
 };
 use super::service::ClassifierService;
-use super::state::{default_loader, BundleLoader, ReloadOutcome, ServerState, CLASSIFIER_SERVICE};
+use super::state::{
+    default_loader, BundleLoader, ReloadOutcome, ServerState, ADMIN_SERVICE, CLASSIFIER_SERVICE,
+};
 use super::status::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,6 +129,23 @@ impl ServerHandle {
     }
 }
 
+/// A reflection builder listing the services this server actually serves.
+fn reflection(admin: bool) -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc error details (BadRequest, RetryInfo, ...), so clients can decode them
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(CLASSIFIER_SERVICE)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+    if admin {
+        b = b.with_service_name(ADMIN_SERVICE);
+    }
+    b
+}
+
 /// Starts a server loading bundles with [`crate::classifier::Classifier::load`].
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServeError> {
     start_with_loader(config, default_loader()).await
@@ -183,14 +202,10 @@ pub async fn start_with_loader(
         }
     }
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection(config.admin_enabled)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection(config.admin_enabled)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let classifier = NeedsClassifierServer::new(ClassifierService::new(state.clone()))

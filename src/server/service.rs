@@ -96,23 +96,46 @@ async fn on_cpu_pool<T: Send + 'static>(
     }
 }
 
-/// Validates and classifies one statement; `prefix` locates it in the request for errors.
+/// Where a statement sits in its request, for the field paths of its errors.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    /// The request's own `text` (Classify, stream items).
+    Top,
+    /// `items[i]` of a batch.
+    BatchItem(usize),
+}
+
+impl Position {
+    fn field(self, name: &str) -> String {
+        match self {
+            Position::Top => name.to_string(),
+            Position::BatchItem(i) => format!("items[{i}].{name}"),
+        }
+    }
+}
+
+/// Validates and classifies one statement.
 fn classify_item(
     served: &Served,
     limits: &Limits,
     log_statements: bool,
-    prefix: &str,
+    position: Position,
     item: &Item,
 ) -> Result<Classification, ApiError> {
-    let valid = validate::item(
-        limits,
-        prefix,
-        &item.id,
-        &item.text,
-        item.language,
-        item.explain,
-    )
-    .map_err(ApiError::BadRequest)?;
+    let valid = validate::item(limits, &item.id, &item.text, item.language, item.explain).map_err(
+        |violations| {
+            // field paths are built only for failures
+            ApiError::BadRequest(
+                violations
+                    .into_iter()
+                    .map(|mut v| {
+                        v.field = position.field(&v.field);
+                        v
+                    })
+                    .collect(),
+            )
+        },
+    )?;
     if log_statements {
         tracing::debug!(id = %item.id, text = %item.text, "statement");
     }
@@ -126,7 +149,7 @@ fn classify_item(
             metrics::record_statement(&c);
             Ok(c)
         }
-        Err(Error::InvalidInput(why)) => Err(ApiError::field(format!("{prefix}text"), why)),
+        Err(Error::InvalidInput(why)) => Err(ApiError::field(position.field("text"), why)),
         Err(e) => Err(e.into()),
     }
 }
@@ -137,7 +160,7 @@ fn classify_many(
     limits: &Limits,
     log_statements: bool,
     items: &[Item],
-    prefix: impl Fn(usize) -> String + Sync,
+    position: impl Fn(usize) -> Position + Sync,
     cancelled: &AtomicBool,
 ) -> Vec<Result<pb::Classification, ApiError>> {
     use rayon::prelude::*;
@@ -149,7 +172,7 @@ fn classify_many(
             if cancelled.load(Ordering::Relaxed) {
                 return Err(ApiError::DeadlineExceeded);
             }
-            classify_item(served, limits, log_statements, &prefix(i), item)
+            classify_item(served, limits, log_statements, position(i), item)
                 .map(|c| convert::classification(&c))
         })
         .collect()
@@ -172,11 +195,12 @@ impl ClassifierService {
         let limits = self.state.limits;
         let log = self.state.config.log_statements;
         let c = if item.is_cheap() {
-            classify_item(&served, &limits, log, "", &item)?
+            classify_item(&served, &limits, log, Position::Top, &item)?
         } else {
             let cancelled = Arc::new(AtomicBool::new(false));
             let _guard = CancelOnDrop(cancelled.clone());
-            on_cpu_pool(move || classify_item(&served, &limits, log, "", &item)).await??
+            on_cpu_pool(move || classify_item(&served, &limits, log, Position::Top, &item))
+                .await??
         };
         Ok(pb::ClassifyResponse {
             id: String::new(),
@@ -196,12 +220,12 @@ impl ClassifierService {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancelled.clone());
         let (items, outcomes) = if items.len() <= 2 && items.iter().all(Item::is_cheap) {
-            let outcomes = classify_many(&served, &limits, log, &items, batch_prefix, &cancelled);
+            let outcomes = classify_many(&served, &limits, log, &items, batch_position, &cancelled);
             (items, outcomes)
         } else {
             on_cpu_pool(move || {
                 let outcomes =
-                    classify_many(&served, &limits, log, &items, batch_prefix, &cancelled);
+                    classify_many(&served, &limits, log, &items, batch_position, &cancelled);
                 (items, outcomes)
             })
             .await?
@@ -226,8 +250,8 @@ impl ClassifierService {
     }
 }
 
-fn batch_prefix(i: usize) -> String {
-    format!("items[{i}].")
+fn batch_position(i: usize) -> Position {
+    Position::BatchItem(i)
 }
 
 type StreamItem = Result<pb::ClassifyStreamResponse, Status>;
@@ -267,7 +291,7 @@ async fn run_stream(
         let outcomes = if items.len() <= 2 && items.iter().all(Item::is_cheap) {
             let never = AtomicBool::new(false);
             Ok((
-                classify_many(&served, &limits, log, &items, |_| String::new(), &never),
+                classify_many(&served, &limits, log, &items, |_| Position::Top, &never),
                 items,
             ))
         } else {
@@ -275,7 +299,7 @@ async fn run_stream(
             let guard = CancelOnDrop(cancelled.clone());
             let r = on_cpu_pool(move || {
                 (
-                    classify_many(&served, &limits, log, &items, |_| String::new(), &cancelled),
+                    classify_many(&served, &limits, log, &items, |_| Position::Top, &cancelled),
                     items,
                 )
             })
@@ -371,7 +395,8 @@ impl NeedsClassifier for ClassifierService {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_WINDOW);
         let state = self.state.clone();
-        tokio::spawn(async move {
+        let span = tracing::Span::current();
+        let task = async move {
             let work = AssertUnwindSafe(run_stream(state, inbound, tx.clone())).catch_unwind();
             let outcome = match deadline {
                 Some(d) => tokio::time::timeout(d, work).await.ok(),
@@ -391,7 +416,9 @@ impl NeedsClassifier for ClassifierService {
                     let _ = tx.send(Err(ApiError::DeadlineExceeded.into())).await;
                 }
             }
-        });
+        };
+        // the stream's logs belong to its RPC's span
+        tokio::spawn(tracing::Instrument::instrument(task, span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -61,8 +61,10 @@ pub struct ReloadOutcome {
     pub load_time: Duration,
 }
 
-/// Health service names the server reports.
+/// The classifier service's full name (also its health service name).
 pub const CLASSIFIER_SERVICE: &str = "needscope.v1.NeedsClassifier";
+/// The admin service's full name.
+pub const ADMIN_SERVICE: &str = "needscope.v1.ModelAdmin";
 
 /// The shared state.
 pub struct ServerState {

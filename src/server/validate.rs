@@ -25,10 +25,10 @@ pub struct ValidItem {
     pub explain: bool,
 }
 
-/// Checks one statement; `prefix` is prepended to field names (`items[3].`).
+/// Checks one statement. Field names are relative to the statement (`text`, `id`,
+/// `language`); the caller places them in the request (`items[3].text`).
 pub fn item(
     limits: &Limits,
-    prefix: &str,
     id: &str,
     text: &str,
     language: i32,
@@ -37,7 +37,7 @@ pub fn item(
     let mut v = Vec::new();
     if id.len() > MAX_ID_BYTES {
         v.push(FieldViolation::new(
-            format!("{prefix}id"),
+            "id",
             format!(
                 "id is {} bytes, the limit is {MAX_ID_BYTES} bytes",
                 id.len()
@@ -46,7 +46,7 @@ pub fn item(
     }
     if text.len() > limits.max_text_bytes {
         v.push(FieldViolation::new(
-            format!("{prefix}text"),
+            "text",
             format!(
                 "text is {} bytes, the limit is {} bytes",
                 text.len(),
@@ -55,7 +55,7 @@ pub fn item(
         ));
     } else if text.trim().is_empty() {
         v.push(FieldViolation::new(
-            format!("{prefix}text"),
+            "text",
             "text is empty or whitespace only",
         ));
     }
@@ -63,7 +63,7 @@ pub fn item(
         Ok(l) => l,
         Err(_) => {
             v.push(FieldViolation::new(
-                format!("{prefix}language"),
+                "language",
                 format!("{language} is not a Language value"),
             ));
             None
@@ -117,16 +117,16 @@ mod tests {
 
     #[test]
     fn checks_text_id_and_language() {
-        assert!(item(&L, "", "a", "价格", 0, false).is_ok());
-        let e = item(&L, "items[1].", "a", "  \n", 0, false).unwrap_err();
-        assert_eq!(e[0].field, "items[1].text");
-        let e = item(&L, "", "a", "01234567890", 0, false).unwrap_err();
+        assert!(item(&L, "a", "价格", 0, false).is_ok());
+        let e = item(&L, "a", "  \n", 0, false).unwrap_err();
+        assert_eq!(e[0].field, "text");
+        let e = item(&L, "a", "01234567890", 0, false).unwrap_err();
         assert!(e[0].description.contains("limit is 10 bytes"));
-        let e = item(&L, "", &"x".repeat(300), "ok", 99, false).unwrap_err();
+        let e = item(&L, &"x".repeat(300), "ok", 99, false).unwrap_err();
         assert_eq!(e.len(), 2);
         assert_eq!(e[1].field, "language");
         assert_eq!(
-            item(&L, "", "", "hi", pb::Language::ZhHant as i32, true)
+            item(&L, "", "hi", pb::Language::ZhHant as i32, true)
                 .unwrap()
                 .language_hint,
             Some(Lang::ZhHant)
