@@ -359,11 +359,13 @@ fn model_card(
     let _ = writeln!(
         s,
         "One multinomial logistic regression per axis (need level, explicitness, tier, gap), fitted with \
-         linfa-logistic (L-BFGS, L2 regularisation alpha = {}, at most {} iterations) on sub-linear tf-idf \
-         features, L2-normalised: Chinese character unigrams and bigrams{}, English words and word bigrams, \
-         number, emoji and `?`/`!` tokens. Vocabulary: {} features (document frequency >= {}, most frequent first, \
-         capped at {}). Rules ({} in `rules.toml`) add boosts to the log-scores or override a label.\n",
+         linfa-logistic in f32 (L-BFGS, L2 regularisation alpha = {}, gradient tolerance {}, at most {} \
+         iterations) on sub-linear tf-idf features, L2-normalised: Chinese character unigrams and bigrams{}, \
+         English words and word bigrams, number, emoji and `?`/`!` tokens. Vocabulary: {} features, chosen among \
+         tokens in at least {} training statements by their largest chi-squared association with any axis \
+         (capped at {}). Rules ({} in `rules.toml`) add boosts to the log-scores or override a label.\n",
         job.params.alpha,
+        job.params.gradient_tolerance,
         job.params.max_iterations,
         if job.params.jieba { ", jieba words (with the bundle's user dictionary)" } else { "" },
         c.info().feature_count,
@@ -373,10 +375,13 @@ fn model_card(
     );
     let _ = writeln!(
         s,
-        "Why logistic regression: it gives calibrated per-class probabilities (the service reports them and \
-         derives `uncertain` from them), its weights are per-token contributions that `explain` can show, and its \
-         linear scores can be evaluated on sparse features in microseconds. linfa-bayes' multinomial naive Bayes \
-         was the alternative; see the corpus card and README for the comparison on dev.\n"
+        "Why logistic regression: it gives per-class probabilities (the service reports them and derives \
+         `uncertain` from them), its weights times feature values are the per-token contributions `explain` \
+         shows, and its linear scores are evaluated on sparse features in microseconds. Hyper-parameters \
+         (alpha, vocabulary size, tolerance) were chosen on the dev split; see the README for the sweep. \
+         linfa-bayes' naive Bayes was not adopted: its 0.8 release computes probabilities without the \
+         log-sum-exp shift (infinite or NaN on long statements), which the service's probabilities cannot \
+         afford.\n"
     );
     let _ = writeln!(s, "Serving evaluates the weights directly on sparse features; on the dev split the largest difference from linfa's own `predict_probabilities` is {diff:.2e} (checked <= {MAX_PROBABILITY_DIFFERENCE:e} at every training run).\n");
     let _ = writeln!(s, "## Data\n");

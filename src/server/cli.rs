@@ -44,7 +44,7 @@ pub struct ServeArgs {
     #[arg(long, env = "NEEDSCOPE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
     /// Log filter, e.g. info, debug, needscope=debug [default: info]
-    #[arg(long, env = "NEEDSCOPE_LOG", value_name = "FILTER")]
+    #[arg(long, env = "NEEDSCOPE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Allow statement text in debug logs (personal data) [default: false]
     #[arg(long, env = "NEEDSCOPE_LOG_STATEMENTS", value_name = "BOOL")]
@@ -100,7 +100,7 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
-            admin_enabled: self.admin,
+            admin: self.admin,
             admin_token: self.admin_token.clone(),
             drain_delay: self.drain_delay.clone(),
             drain_timeout: self.drain_timeout.clone(),

@@ -167,8 +167,8 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     pub tls_key: Option<PathBuf>,
-    /// See [`ServerConfig::admin_enabled`].
-    pub admin_enabled: Option<bool>,
+    /// See [`ServerConfig::admin_enabled`] (key `admin`, like the flag).
+    pub admin: Option<bool>,
     /// See [`ServerConfig::admin_token`].
     pub admin_token: Option<String>,
     /// See [`ServerConfig::drain_delay`].
@@ -212,7 +212,7 @@ impl Settings {
             metrics_listen,
             tls_cert,
             tls_key,
-            admin_enabled,
+            admin,
             admin_token,
             drain_delay,
             drain_timeout,
@@ -266,7 +266,7 @@ impl Settings {
             log_statements: self.log_statements.unwrap_or(d.log_statements),
             metrics_listen,
             tls,
-            admin_enabled: self.admin_enabled.unwrap_or(d.admin_enabled),
+            admin_enabled: self.admin.unwrap_or(d.admin_enabled),
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
             drain_delay: duration("drain_delay", &self.drain_delay, d.drain_delay)?,
             drain_timeout: duration("drain_timeout", &self.drain_timeout, d.drain_timeout)?,
@@ -432,5 +432,7 @@ mod tests {
         let s: Settings =
             toml::from_str("log_format = \"json\"\nrequest_timeout = \"5s\"\n").unwrap();
         assert_eq!(s.log_format, Some(LogFormat::Json));
+        let s: Settings = toml::from_str("admin = false\nadmin_token = \"t\"\n").unwrap();
+        assert!(!s.resolve().unwrap().admin_enabled);
     }
 }

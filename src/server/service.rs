@@ -154,7 +154,9 @@ fn classify_item(
     }
 }
 
-/// Classifies many statements, in order, spread over the CPU pool's threads.
+/// Classifies many statements, in order. On the CPU pool (`parallel`) they are spread over
+/// its threads; elsewhere they run one after another on the calling thread (a parallel
+/// iterator called from outside the pool would block the caller while the pool works).
 fn classify_many(
     served: &Served,
     limits: &Limits,
@@ -162,20 +164,31 @@ fn classify_many(
     items: &[Item],
     position: impl Fn(usize) -> Position + Sync,
     cancelled: &AtomicBool,
+    parallel: bool,
 ) -> Vec<Result<pb::Classification, ApiError>> {
     use rayon::prelude::*;
-    items
-        .par_iter()
-        .enumerate()
-        .with_min_len(4)
-        .map(|(i, item)| {
-            if cancelled.load(Ordering::Relaxed) {
-                return Err(ApiError::DeadlineExceeded);
-            }
-            classify_item(served, limits, log_statements, position(i), item)
-                .map(|c| convert::classification(&c))
-        })
-        .collect()
+    let one = |(i, item): (usize, &Item)| {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(ApiError::DeadlineExceeded);
+        }
+        classify_item(served, limits, log_statements, position(i), item)
+            .map(|c| convert::classification(&c))
+    };
+    if parallel {
+        items
+            .par_iter()
+            .enumerate()
+            .with_min_len(4)
+            .map(one)
+            .collect()
+    } else {
+        items.iter().enumerate().map(one).collect()
+    }
+}
+
+/// Whether a few statements are cheap enough to classify on the async worker.
+fn cheap_enough(items: &[Item]) -> bool {
+    items.len() <= 2 && items.iter().all(Item::is_cheap)
 }
 
 /// The service.
@@ -219,13 +232,28 @@ impl ClassifierService {
         let items: Vec<Item> = req.items.into_iter().map(Item::from).collect();
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancelled.clone());
-        let (items, outcomes) = if items.len() <= 2 && items.iter().all(Item::is_cheap) {
-            let outcomes = classify_many(&served, &limits, log, &items, batch_position, &cancelled);
+        let (items, outcomes) = if cheap_enough(&items) {
+            let outcomes = classify_many(
+                &served,
+                &limits,
+                log,
+                &items,
+                batch_position,
+                &cancelled,
+                false,
+            );
             (items, outcomes)
         } else {
             on_cpu_pool(move || {
-                let outcomes =
-                    classify_many(&served, &limits, log, &items, batch_position, &cancelled);
+                let outcomes = classify_many(
+                    &served,
+                    &limits,
+                    log,
+                    &items,
+                    batch_position,
+                    &cancelled,
+                    true,
+                );
                 (items, outcomes)
             })
             .await?
@@ -288,10 +316,18 @@ async fn run_stream(
             }
         };
         let first = sequence;
-        let outcomes = if items.len() <= 2 && items.iter().all(Item::is_cheap) {
+        let outcomes = if cheap_enough(&items) {
             let never = AtomicBool::new(false);
             Ok((
-                classify_many(&served, &limits, log, &items, |_| Position::Top, &never),
+                classify_many(
+                    &served,
+                    &limits,
+                    log,
+                    &items,
+                    |_| Position::Top,
+                    &never,
+                    false,
+                ),
                 items,
             ))
         } else {
@@ -299,7 +335,15 @@ async fn run_stream(
             let guard = CancelOnDrop(cancelled.clone());
             let r = on_cpu_pool(move || {
                 (
-                    classify_many(&served, &limits, log, &items, |_| Position::Top, &cancelled),
+                    classify_many(
+                        &served,
+                        &limits,
+                        log,
+                        &items,
+                        |_| Position::Top,
+                        &cancelled,
+                        true,
+                    ),
                     items,
                 )
             })
