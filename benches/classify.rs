@@ -11,6 +11,10 @@ use needscope::labels::Lang;
 use std::hint::black_box;
 use std::path::Path;
 
+/// The same allocator as the `needscope` binary, so the figures match the server's core.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bundle_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default"))
 }

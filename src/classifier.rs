@@ -129,24 +129,25 @@ impl ContentFree {
         if core.len() > CONTENT_FREE_MAX_CHARS || self.phrases.is_empty() {
             return false;
         }
-        // can `core` be split into filler phrases?
+        // can `core` be split into filler phrases? Search forward from the positions already
+        // reached, so a statement that does not start with a filler is rejected at once.
         let n = core.len();
-        let mut ok = vec![false; n + 1];
-        ok[0] = true;
+        let mut reached = vec![false; n + 1];
+        reached[0] = true;
         let mut buf = String::new();
-        for end in 1..=n {
-            for len in 1..=self.longest.min(end) {
-                if ok[end - len] {
-                    buf.clear();
-                    buf.extend(&core[end - len..end]);
-                    if self.phrases.contains(&buf) {
-                        ok[end] = true;
-                        break;
-                    }
+        for start in 0..n {
+            if !reached[start] {
+                continue;
+            }
+            for len in 1..=self.longest.min(n - start) {
+                buf.clear();
+                buf.extend(&core[start..start + len]);
+                if self.phrases.contains(&buf) {
+                    reached[start + len] = true;
                 }
             }
         }
-        ok[n]
+        reached[n]
     }
 }
 

@@ -103,7 +103,8 @@ impl FeatureSpace {
         out.truncate(w);
         let mut norm = 0.0;
         for (i, v) in out.iter_mut() {
-            *v = (1.0 + v.ln()) * self.idf[*i as usize];
+            let tf = if *v > 1.0 { 1.0 + v.ln() } else { 1.0 };
+            *v = tf * self.idf[*i as usize];
             norm += *v * *v;
         }
         if norm > 0.0 {
