@@ -20,11 +20,9 @@ fi
 
 if [ ! -x node_modules/.bin/buf ]; then
   echo "test-tools: installing @bufbuild/buf into node_modules"
-  if [ -f package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
-  else
-    npm install --no-audit --no-fund --loglevel=error
-  fi
+  # package.json pins buf exactly; no lock file, because npm writes lock files without the
+  # other platforms' optional binaries and `npm ci` then refuses them on a fresh clone
+  npm install --no-package-lock --no-audit --no-fund --loglevel=error
 fi
 echo "test-tools: buf $(npx --no-install buf --version)"
 npx --no-install buf lint
