@@ -110,6 +110,11 @@ pub fn read_labelled(path: &Path) -> Result<Vec<Example>> {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let data_err = |line: usize, reason: String| Error::Data {
+        file: file.clone(),
+        line,
+        reason,
+    };
     let mut out = Vec::new();
     if is_csv {
         let mut rdr = csv::ReaderBuilder::new()
@@ -117,16 +122,8 @@ pub fn read_labelled(path: &Path) -> Result<Vec<Example>> {
             .from_reader(text.as_bytes());
         for (i, rec) in rdr.deserialize::<Record>().enumerate() {
             let line = i + 2;
-            let rec = rec.map_err(|e| Error::Data {
-                file: file.clone(),
-                line,
-                reason: e.to_string(),
-            })?;
-            out.push(rec.validate().map_err(|reason| Error::Data {
-                file: file.clone(),
-                line,
-                reason,
-            })?);
+            let rec = rec.map_err(|e| data_err(line, e.to_string()))?;
+            out.push(rec.validate().map_err(|r| data_err(line, r))?);
         }
     } else {
         for (i, l) in text.lines().enumerate() {
@@ -134,16 +131,8 @@ pub fn read_labelled(path: &Path) -> Result<Vec<Example>> {
                 continue;
             }
             let line = i + 1;
-            let rec: Record = serde_json::from_str(l).map_err(|e| Error::Data {
-                file: file.clone(),
-                line,
-                reason: e.to_string(),
-            })?;
-            out.push(rec.validate().map_err(|reason| Error::Data {
-                file: file.clone(),
-                line,
-                reason,
-            })?);
+            let rec: Record = serde_json::from_str(l).map_err(|e| data_err(line, e.to_string()))?;
+            out.push(rec.validate().map_err(|r| data_err(line, r))?);
         }
     }
     Ok(out)
