@@ -19,6 +19,9 @@ use rustc_hash::FxHashMap;
 /// and time of the memory-bound matrix products; the serving model keeps f64.
 pub type TrainFloat = f32;
 
+/// Longest feature name kept in a vocabulary (a pathological "word" is not a feature).
+pub const MAX_FEATURE_NAME_BYTES: usize = 256;
+
 /// Hyper-parameters of a training run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainParams {
@@ -190,6 +193,12 @@ fn choose_vocabulary(
     let mut cand: Vec<(&str, f64, u32)> = counts
         .iter()
         .filter(|(_, c)| c[TOTAL_VALUES] as usize >= min_df)
+        // the model file stores names with a u16 length; real tokens are far shorter
+        .filter(|(h, _)| {
+            names
+                .get(h)
+                .is_some_and(|n| n.len() <= MAX_FEATURE_NAME_BYTES)
+        })
         .filter_map(|(h, c)| {
             names.get(h).map(|name| {
                 (
