@@ -319,7 +319,12 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
                 .x_labels(k)
                 .y_labels(k)
                 .x_label_formatter(&move |x| labels.get(*x).cloned().unwrap_or_default())
-                .y_label_formatter(&move |y| l2.get(k - 1 - *y).cloned().unwrap_or_default())
+                .y_label_formatter(&move |y| {
+                    k.checked_sub(1 + *y)
+                        .and_then(|i| l2.get(i))
+                        .cloned()
+                        .unwrap_or_default()
+                })
                 .x_desc("predicted")
                 .y_desc("gold")
                 .draw()

@@ -326,3 +326,62 @@ fn cli_bundle_verify_and_rules_lint() {
         .unwrap();
     assert!(good.status.success());
 }
+
+#[test]
+fn cli_eval_reports_json_and_svg_and_rules_report_scores_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("few.jsonl");
+    let dev = std::fs::read_to_string(repo("models/corpus/dev.jsonl")).unwrap();
+    std::fs::write(&data, dev.lines().take(60).collect::<Vec<_>>().join("\n")).unwrap();
+    let svg = tmp.path().join("cm.svg");
+    let out = needscope()
+        .args(["eval", "--json", "--data"])
+        .arg(&data)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["statements"], 60);
+    let need = &report["model_rules"][0];
+    assert_eq!(need["axis"], "need");
+    let confusion_total: u64 = need["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(confusion_total, 60);
+    let f1 = need["macro_f1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&f1));
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("need (macro-F1"));
+
+    let out = needscope()
+        .args(["rules", "report", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rules = needscope::rules::RuleSet::load(&repo("models/rules.toml")).unwrap();
+    assert_eq!(stats.len(), rules.len());
+    for s in &stats {
+        let fires = s["fires"].as_u64().unwrap();
+        assert!(fires <= 60);
+        if fires > 0 {
+            let p = s["precision"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&p));
+        }
+    }
+}
