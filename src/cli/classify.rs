@@ -23,6 +23,12 @@ pub struct ClassifyArgs {
     /// Print JSON for a single statement too.
     #[arg(long)]
     json: bool,
+    /// Uncertainty: minimum top probability on every axis (default: the bundle's).
+    #[arg(long)]
+    min_probability: Option<f64>,
+    /// Uncertainty: minimum top-two margin on every axis (default: the bundle's).
+    #[arg(long)]
+    min_margin: Option<f64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -34,8 +40,21 @@ struct InputLine {
 pub fn run(a: ClassifyArgs) -> anyhow::Result<()> {
     let c = Classifier::load(&a.model)
         .with_context(|| format!("loading bundle {}", a.model.display()))?;
+    let thresholds = match (a.min_probability, a.min_margin) {
+        (None, None) => None,
+        (p, m) => {
+            let mut t = c.thresholds();
+            for axis in t.0.iter_mut() {
+                axis.min_probability = p.unwrap_or(axis.min_probability);
+                axis.min_margin = m.unwrap_or(axis.min_margin);
+            }
+            t.validate()?;
+            Some(t)
+        }
+    };
     let opts = ClassifyOptions {
         explain: a.explain,
+        thresholds,
         ..Default::default()
     };
     match a.text {

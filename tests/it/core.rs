@@ -385,3 +385,28 @@ fn cli_eval_reports_json_and_svg_and_rules_report_scores_rules() {
         }
     }
 }
+
+#[test]
+fn cli_uncertainty_thresholds_are_overridable_at_run_time() {
+    let strict = needscope()
+        .args([
+            "classify",
+            "--json",
+            "--min-probability",
+            "0.999999",
+            "送货太慢了,等了一周",
+        ])
+        .output()
+        .unwrap();
+    assert!(strict.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&strict.stdout).unwrap();
+    for a in Axis::ALL {
+        assert_eq!(v["uncertain"][a.name()], true, "{a}");
+    }
+    let bad = needscope()
+        .args(["classify", "--min-margin", "2", "x"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("min_margin"));
+}
