@@ -1,7 +1,9 @@
 //! needscope's integration tests: one test binary, one module per area.
 
+mod common;
 mod core;
 mod corpus;
+mod grpc;
 mod props;
 
 /// The shipped default bundle, loaded once for every module.

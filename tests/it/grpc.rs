@@ -1,9 +1,7 @@
 //! The gRPC service end to end: a real server on 127.0.0.1:0, the generated tonic clients,
 //! grpcurl through reflection, and the Python example client.
 
-mod common;
-
-use common::*;
+use super::common::*;
 use needscope::server::pb;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
