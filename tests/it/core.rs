@@ -243,6 +243,17 @@ fn damaged_bundles_are_refused_with_the_reason() {
     assert!(Classifier::load(&tmp.path().join("missing")).is_err());
 }
 
+/// Runs a command that must succeed and parses its standard output as JSON.
+fn stdout_json<T: serde::de::DeserializeOwned>(cmd: &mut Command) -> T {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn needscope() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_needscope"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -334,19 +345,13 @@ fn cli_eval_reports_json_and_svg_and_rules_report_scores_rules() {
     let dev = std::fs::read_to_string(repo("models/corpus/dev.jsonl")).unwrap();
     std::fs::write(&data, dev.lines().take(60).collect::<Vec<_>>().join("\n")).unwrap();
     let svg = tmp.path().join("cm.svg");
-    let out = needscope()
-        .args(["eval", "--json", "--data"])
-        .arg(&data)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report: serde_json::Value = stdout_json(
+        needscope()
+            .args(["eval", "--json", "--data"])
+            .arg(&data)
+            .arg("--svg")
+            .arg(&svg),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["statements"], 60);
     let need = &report["model_rules"][0];
     assert_eq!(need["axis"], "need");
@@ -363,17 +368,11 @@ fn cli_eval_reports_json_and_svg_and_rules_report_scores_rules() {
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg") && svg_text.contains("need (macro-F1"));
 
-    let out = needscope()
-        .args(["rules", "report", "--json", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stats: Vec<serde_json::Value> = stdout_json(
+        needscope()
+            .args(["rules", "report", "--json", "--data"])
+            .arg(&data),
     );
-    let stats: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let rules = needscope::rules::RuleSet::load(&repo("models/rules.toml")).unwrap();
     assert_eq!(stats.len(), rules.len());
     for s in &stats {
