@@ -7,7 +7,7 @@
 
 use crate::bundle::{self, BundleFiles, Manifest};
 use crate::error::{Error, Result};
-use crate::labels::{Axis, LabelSet, Lang, TOTAL_VALUES};
+use crate::labels::{Axis, LabelSet, Lang};
 use crate::model::{probabilities, LinearModel, Scores, SparseVec};
 use crate::rules::{Effect, Fired, RuleSet};
 use crate::text::{detect_language, normalize::normalize_into, Normalized, Token, Tokenizer};
@@ -562,9 +562,6 @@ fn top_two(p: &[f64]) -> ((usize, f64), f64) {
     }
     (best, second)
 }
-
-/// Number of values in a flat probability array.
-pub const FLAT_LEN: usize = TOTAL_VALUES;
 
 #[cfg(test)]
 mod tests {

@@ -185,6 +185,12 @@ pub fn run(job: &TrainJob, progress: &(dyn Fn(Event) + Sync)) -> Result<TrainSum
     let stage = |s: Stage| progress(Event::Stage(s));
     let trained = fit(&train, &tokenizer, &params, &stage)?;
     let fit_seconds = started.elapsed().as_secs_f64();
+    if trained.capped_by_memory > 0 {
+        progress(Event::Note(format!(
+            "available memory capped the vocabulary: {} eligible features left out",
+            trained.capped_by_memory
+        )));
+    }
     let model_bytes = trained.model.to_bytes();
     let model_version = job
         .model_version

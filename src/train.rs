@@ -127,7 +127,7 @@ pub struct Trained {
     pub model: LinearModel,
     /// linfa's model per axis, in [`Axis::ALL`] order.
     pub linfa: Vec<MultiFittedLogisticRegression<TrainFloat, usize>>,
-    /// Features dropped by the memory cap (0 when none).
+    /// Eligible features left out because of the memory cap (0 when none).
     pub capped_by_memory: usize,
 }
 
@@ -170,7 +170,7 @@ fn choose_vocabulary(
     min_df: usize,
     max_features: usize,
     config: FeatureConfig,
-) -> Result<FeatureSpace> {
+) -> Result<(FeatureSpace, usize)> {
     // per token: document frequency and per-value document counts
     let mut counts: FxHashMap<u64, [u32; TOTAL_VALUES + 1]> = FxHashMap::default();
     let mut class_totals = [0u32; TOTAL_VALUES];
@@ -210,12 +210,13 @@ fn choose_vocabulary(
         })
         .collect();
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let eligible = cand.len();
     cand.truncate(max_features);
     let entries = cand
         .into_iter()
         .map(|(name, _, d)| (name.to_string(), ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0))
         .collect();
-    FeatureSpace::new(entries, config)
+    Ok((FeatureSpace::new(entries, config)?, eligible))
 }
 
 /// The largest chi-squared statistic of a token's presence against any axis's labels.
@@ -286,7 +287,7 @@ pub fn fit(
             examples.len()
         )));
     }
-    let features = choose_vocabulary(
+    let (features, eligible) = choose_vocabulary(
         &tokens,
         examples,
         &names,
@@ -301,21 +302,6 @@ pub fn fit(
             "empty vocabulary: too few statements for min_df".into(),
         ));
     }
-    let full_vocab = {
-        let mut c: usize = 0;
-        let mut df: FxHashMap<u64, usize> = FxHashMap::default();
-        for toks in &tokens {
-            for t in toks {
-                *df.entry(t.hash).or_insert(0) += 1;
-            }
-        }
-        for d in df.values() {
-            if *d >= p.min_df {
-                c += 1;
-            }
-        }
-        c
-    };
     progress(Stage::Vocabulary {
         features: features.len(),
     });
@@ -377,7 +363,7 @@ pub fn fit(
         model,
         linfa,
         capped_by_memory: if cap < p.max_features {
-            full_vocab.saturating_sub(nf)
+            eligible.saturating_sub(nf)
         } else {
             0
         },
