@@ -118,15 +118,16 @@ impl ContentFree {
 
     /// Whether a normalised text consists only of filler phrases, punctuation and emoji.
     pub fn is_content_free(&self, normalized: &[char]) -> bool {
-        let core: Vec<char> = normalized
-            .iter()
-            .copied()
-            .filter(|c| c.is_alphanumeric())
-            .collect();
+        // most statements are longer than any run of fillers: count before collecting
+        let mut letters = normalized.iter().filter(|c| c.is_alphanumeric());
+        if letters.clone().nth(CONTENT_FREE_MAX_CHARS).is_some() {
+            return false;
+        }
+        let core: Vec<char> = letters.by_ref().copied().collect();
         if core.is_empty() {
             return true;
         }
-        if core.len() > CONTENT_FREE_MAX_CHARS || self.phrases.is_empty() {
+        if self.phrases.is_empty() {
             return false;
         }
         // can `core` be split into filler phrases? Search forward from the positions already

@@ -9,10 +9,11 @@ use crate::corpus::Example;
 use crate::error::{Error, Result};
 use crate::labels::{Axis, TOTAL_VALUES};
 use crate::model::{FeatureConfig, FeatureSpace, LinearModel, SparseVec};
-use crate::text::{normalize, token_name, token_text, Token, Tokenizer};
+use crate::text::{normalize, parse_token_name, token_name, token_text, Token, Tokenizer};
 use linfa::prelude::*;
+use linfa_bayes::{MultinomialNb, NaiveBayes};
 use linfa_logistic::{MultiFittedLogisticRegression, MultiLogisticRegression};
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView1};
 use rustc_hash::FxHashMap;
 
 /// The float type of the dense training matrix and of linfa's fit: f32 halves the memory
@@ -33,10 +34,16 @@ pub struct TrainParams {
     pub gradient_tolerance: f64,
     /// A token must occur in at least this many training statements to become a feature.
     pub min_df: usize,
-    /// At most this many features (the most frequent; ties broken by name).
-    pub max_features: usize,
+    /// At most this many features per axis, each axis choosing its own by chi-squared
+    /// association with its labels (ties broken by name); the model's vocabulary is the union.
+    pub max_features: FeatureBudget,
     /// Use jieba words as features besides character n-grams.
     pub jieba: bool,
+    /// Additive (Laplace/Lidstone) smoothing of the naive Bayes feature counts.
+    pub nb_alpha: f64,
+    /// Weight of the naive Bayes log-likelihoods added to the logistic regression's
+    /// log-probabilities (0: logistic regression alone).
+    pub nb_weight: f64,
     /// Fraction of available memory the dense training matrix may use.
     pub memory_fraction: f64,
 }
@@ -46,11 +53,68 @@ impl Default for TrainParams {
         TrainParams {
             alpha: 0.3,
             max_iterations: 300,
-            gradient_tolerance: 0.5,
+            gradient_tolerance: 1.0,
             min_df: 2,
-            max_features: 15_000,
+            max_features: FeatureBudget([24_000, 10_000, 10_000, 16_000]),
             jieba: true,
+            nb_alpha: 0.03,
+            nb_weight: 0.5,
             memory_fraction: 0.5,
+        }
+    }
+}
+
+/// Features per axis, in [`Axis::ALL`] order. The fit reads each axis's dense matrix once
+/// per solver step, so the sum of the four sets the training time; the need level, with five
+/// values and the hardest distinctions, gets the largest share by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureBudget(pub [usize; 4]);
+
+impl FeatureBudget {
+    /// The same number of features for every axis.
+    pub fn uniform(n: usize) -> FeatureBudget {
+        FeatureBudget([n; 4])
+    }
+
+    /// Features of `axis`.
+    pub fn get(&self, axis: Axis) -> usize {
+        self.0[axis.index()]
+    }
+
+    /// The sum over the axes (columns of all four dense matrices).
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+}
+
+impl std::fmt::Display for FeatureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d] = self.0;
+        write!(f, "{a},{b},{c},{d}")
+    }
+}
+
+impl std::str::FromStr for FeatureBudget {
+    type Err = String;
+
+    /// One number for every axis, or four comma-separated numbers in axis order
+    /// (need, explicitness, tier, gap).
+    fn from_str(s: &str) -> std::result::Result<FeatureBudget, String> {
+        let parts: Vec<usize> = s
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<usize>()
+                    .map_err(|e| format!("{p:?} is not a feature count: {e}"))
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        match parts[..] {
+            [n] => Ok(FeatureBudget::uniform(n)),
+            [a, b, c, d] => Ok(FeatureBudget([a, b, c, d])),
+            _ => Err(format!(
+                "expected one number or four (need,explicitness,tier,gap), got {}",
+                parts.len()
+            )),
         }
     }
 }
@@ -79,8 +143,17 @@ impl TrainParams {
         if !(self.gradient_tolerance.is_finite() && self.gradient_tolerance > 0.0) {
             return bad("gradient_tolerance must be positive".into());
         }
-        if self.min_df == 0 || self.max_features == 0 {
+        if self.min_df == 0 || self.max_features.0.contains(&0) {
             return bad("min_df and max_features must be at least 1".into());
+        }
+        if !(self.nb_alpha.is_finite() && self.nb_alpha > 0.0) {
+            return bad(format!("nb_alpha must be positive, got {}", self.nb_alpha));
+        }
+        if !(self.nb_weight.is_finite() && self.nb_weight >= 0.0) {
+            return bad(format!(
+                "nb_weight must be zero or positive, got {}",
+                self.nb_weight
+            ));
         }
         if !(self.memory_fraction > 0.0 && self.memory_fraction <= 0.9) {
             return bad("memory_fraction must be within (0, 0.9]".into());
@@ -103,10 +176,11 @@ pub fn available_memory() -> u64 {
         .unwrap_or(4 << 30)
 }
 
-/// Largest number of features whose dense `rows x features` matrix fits in `budget`
-/// bytes (the matrix plus the solver's per-class working arrays, about 1.1 times it).
+/// Largest number of features whose dense `rows x features` matrices fit in `budget`
+/// bytes: at worst an axis holds its f64 naive Bayes matrix plus linfa-bayes' per-class copy
+/// of the rows (16 bytes a cell), about 1.1 times that with working arrays.
 pub fn feature_cap_for_memory(rows: usize, budget: u64) -> usize {
-    let per_feature = (rows.max(1) as u64) * std::mem::size_of::<TrainFloat>() as u64 * 11 / 10;
+    let per_feature = (rows.max(1) as u64) * 16 * 11 / 10;
     (budget / per_feature) as usize
 }
 
@@ -121,12 +195,87 @@ pub enum Stage {
     AxisFitted(Axis),
 }
 
+/// linfa-bayes' multinomial naive Bayes of one axis, with the linear parameters its joint
+/// log-likelihood applies: `jll[c] = log_prior[c] + sum_j x[j] * log_prob[j][c]`.
+pub struct NaiveBayesAxis {
+    /// The fitted model.
+    pub model: MultinomialNb<f64, usize>,
+    /// Log prior per value.
+    pub log_prior: Vec<f64>,
+    /// Feature log-probabilities, row-major `columns x values`.
+    pub log_prob: Vec<f64>,
+}
+
+impl NaiveBayesAxis {
+    /// Fits naive Bayes on the `columns` of `rows` and reads its linear parameters back
+    /// through linfa-bayes' public `joint_log_likelihood` (of an all-zero row: the log
+    /// priors; of unit rows: each feature's log-probabilities).
+    fn fit(
+        rows: &[SparseVec],
+        columns: &[u32],
+        y: ArrayView1<usize>,
+        values: usize,
+        alpha: f64,
+    ) -> Result<NaiveBayesAxis> {
+        let x = densify::<f64>(rows, columns);
+        let model = MultinomialNb::params()
+            .alpha(alpha)
+            .fit(&DatasetBase::new(x.view(), y))
+            .map_err(|e| Error::Training(format!("naive Bayes: {e}")))?;
+        drop(x);
+        let d = columns.len();
+        let jll_rows = |x: &Array2<f64>| -> Result<Vec<Array1<f64>>> {
+            let jll = model.joint_log_likelihood(x.view());
+            (0..values)
+                .map(|c| {
+                    jll.get(&c)
+                        .cloned()
+                        .ok_or_else(|| Error::Training(format!("naive Bayes has no class {c}")))
+                })
+                .collect()
+        };
+        let prior = jll_rows(&Array2::zeros((1, d)))?;
+        let log_prior: Vec<f64> = prior.iter().map(|p| p[0]).collect();
+        let mut log_prob = vec![0.0; d * values];
+        const CHUNK: usize = 512;
+        for start in (0..d).step_by(CHUNK) {
+            let m = CHUNK.min(d - start);
+            let mut unit = Array2::<f64>::zeros((m, d));
+            for i in 0..m {
+                unit[[i, start + i]] = 1.0;
+            }
+            for (c, jll) in jll_rows(&unit)?.iter().enumerate() {
+                for i in 0..m {
+                    log_prob[(start + i) * values + c] = jll[i] - log_prior[c];
+                }
+            }
+        }
+        Ok(NaiveBayesAxis {
+            model,
+            log_prior,
+            log_prob,
+        })
+    }
+}
+
+/// One axis's fitted linfa models.
+pub struct AxisModels {
+    /// The logistic regression.
+    pub logistic: MultiFittedLogisticRegression<TrainFloat, usize>,
+    /// The naive Bayes model, when its weight is positive.
+    pub naive_bayes: Option<NaiveBayesAxis>,
+}
+
 /// A training result: the serving model plus linfa's fitted models (for verification).
 pub struct Trained {
     /// The serving model.
     pub model: LinearModel,
-    /// linfa's model per axis, in [`Axis::ALL`] order.
-    pub linfa: Vec<MultiFittedLogisticRegression<TrainFloat, usize>>,
+    /// linfa's models per axis, in [`Axis::ALL`] order.
+    pub linfa: Vec<AxisModels>,
+    /// Weight of the naive Bayes log-likelihoods in the serving scores.
+    pub nb_weight: f64,
+    /// Per axis, the vocabulary indices of the columns its linfa model was fitted on.
+    pub axis_features: Vec<Vec<u32>>,
     /// Eligible features left out because of the memory cap (0 when none).
     pub capped_by_memory: usize,
 }
@@ -160,17 +309,24 @@ fn tokenize_all(
     (all, names)
 }
 
-/// Chooses the vocabulary and idf from tokenised training statements: tokens in at least
-/// `min_df` statements, ranked by their best chi-squared association with any axis's labels
-/// (ties by name), the top `max_features` kept.
+/// The chosen vocabulary: the union of the axes' features, and which of them each axis uses.
+struct Vocabulary {
+    features: FeatureSpace,
+    /// Per axis, the sorted indices into `features` of the columns its model sees.
+    per_axis: Vec<Vec<u32>>,
+}
+
+/// Chooses the vocabulary and idf from tokenised training statements: among tokens in at
+/// least `min_df` statements, each axis keeps the `budget` with the largest chi-squared
+/// association with its labels (ties by name); the vocabulary is their union.
 fn choose_vocabulary(
     tokens: &[Vec<Token>],
     examples: &[Example],
     names: &FxHashMap<u64, String>,
     min_df: usize,
-    max_features: usize,
+    budget: FeatureBudget,
     config: FeatureConfig,
-) -> Result<(FeatureSpace, usize)> {
+) -> Result<Vocabulary> {
     // per token: document frequency and per-value document counts
     let mut counts: FxHashMap<u64, [u32; TOTAL_VALUES + 1]> = FxHashMap::default();
     let mut class_totals = [0u32; TOTAL_VALUES];
@@ -190,71 +346,110 @@ fn choose_vocabulary(
         }
     }
     let n = tokens.len() as f64;
-    let mut cand: Vec<(&str, f64, u32)> = counts
+    let cand: Vec<(&str, [f64; 4], u32)> = counts
         .iter()
         .filter(|(_, c)| c[TOTAL_VALUES] as usize >= min_df)
-        // the model file stores names with a u16 length; real tokens are far shorter
-        .filter(|(h, _)| {
+        .filter_map(|(h, c)| {
             names
                 .get(h)
-                .is_some_and(|n| n.len() <= MAX_FEATURE_NAME_BYTES)
-        })
-        .filter_map(|(h, c)| {
-            names.get(h).map(|name| {
-                (
-                    name.as_str(),
-                    best_chi2(c, &class_totals, n),
-                    c[TOTAL_VALUES],
-                )
-            })
-        })
-        .collect();
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let eligible = cand.len();
-    cand.truncate(max_features);
-    let entries = cand
-        .into_iter()
-        .map(|(name, _, d)| (name.to_string(), ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0))
-        .collect();
-    Ok((FeatureSpace::new(entries, config)?, eligible))
-}
-
-/// The largest chi-squared statistic of a token's presence against any axis's labels.
-fn best_chi2(c: &[u32; TOTAL_VALUES + 1], class_totals: &[u32; TOTAL_VALUES], n: f64) -> f64 {
-    let df = c[TOTAL_VALUES] as f64;
-    Axis::ALL
-        .iter()
-        .map(|a| {
-            (0..a.len())
-                .map(|v| {
-                    let total = class_totals[a.offset() + v] as f64;
-                    let present = c[a.offset() + v] as f64;
-                    let e_present = df * total / n;
-                    let e_absent = (n - df) * total / n;
-                    let absent = total - present;
-                    let mut x = 0.0;
-                    if e_present > 0.0 {
-                        x += (present - e_present).powi(2) / e_present;
-                    }
-                    if e_absent > 0.0 {
-                        x += (absent - e_absent).powi(2) / e_absent;
-                    }
-                    x
+                // the model file stores names with a u16 length; real tokens are far shorter
+                .filter(|name| name.len() <= MAX_FEATURE_NAME_BYTES)
+                .map(|name| {
+                    let chi = Axis::ALL.map(|a| chi2(c, &class_totals, n, a));
+                    (name.as_str(), chi, c[TOTAL_VALUES])
                 })
-                .sum::<f64>()
         })
-        .fold(0.0, f64::max)
+        .collect();
+    let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(4);
+    for a in Axis::ALL {
+        let mut order: Vec<usize> = (0..cand.len()).collect();
+        let i = a.index();
+        order.sort_by(|&x, &y| {
+            cand[y].1[i]
+                .total_cmp(&cand[x].1[i])
+                .then_with(|| cand[x].0.cmp(cand[y].0))
+        });
+        order.truncate(budget.get(a));
+        chosen.push(order);
+    }
+    let mut union: Vec<usize> = chosen.iter().flatten().copied().collect();
+    union.sort_unstable();
+    union.dedup();
+    let entries = union
+        .iter()
+        .map(|&c| {
+            let (name, _, d) = cand[c];
+            (name.to_string(), ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0)
+        })
+        .collect();
+    let features = FeatureSpace::new(entries, config)?;
+    let per_axis = chosen
+        .iter()
+        .map(|cols| {
+            let mut idx: Vec<u32> = cols
+                .iter()
+                .filter_map(|&c| parse_token_name(cand[c].0).and_then(|(_, h)| features.lookup(h)))
+                .collect();
+            idx.sort_unstable();
+            idx
+        })
+        .collect();
+    Ok(Vocabulary { features, per_axis })
 }
 
-/// Dense matrix of sparse rows.
-pub fn densify(rows: &[SparseVec], n_features: usize) -> Array2<TrainFloat> {
-    let mut x = Array2::<TrainFloat>::zeros((rows.len(), n_features));
+/// The chi-squared statistic of a token's presence against one axis's labels.
+fn chi2(c: &[u32; TOTAL_VALUES + 1], class_totals: &[u32; TOTAL_VALUES], n: f64, a: Axis) -> f64 {
+    let df = c[TOTAL_VALUES] as f64;
+    (0..a.len())
+        .map(|v| {
+            let total = class_totals[a.offset() + v] as f64;
+            let present = c[a.offset() + v] as f64;
+            let e_present = df * total / n;
+            let e_absent = (n - df) * total / n;
+            let absent = total - present;
+            let mut x = 0.0;
+            if e_present > 0.0 {
+                x += (present - e_present).powi(2) / e_present;
+            }
+            if e_absent > 0.0 {
+                x += (absent - e_absent).powi(2) / e_absent;
+            }
+            x
+        })
+        .sum()
+}
+
+/// Dense matrix of the columns `columns` (sorted vocabulary indices) of sparse rows.
+pub fn densify<F: linfa::Float>(rows: &[SparseVec], columns: &[u32]) -> Array2<F> {
+    let mut x = Array2::<F>::zeros((rows.len(), columns.len()));
     for (r, row) in rows.iter().enumerate() {
         for &(f, v) in row {
-            x[[r, f as usize]] = v as TrainFloat;
+            if let Ok(j) = columns.binary_search(&f) {
+                x[[r, j]] = F::cast(v);
+            }
         }
     }
     x
+}
+
+/// Runs `f` for the four axes on scoped threads; results in [`Axis::ALL`] order.
+fn for_each_axis<T: Send>(f: impl Fn(Axis) -> Result<T> + Sync) -> Result<Vec<T>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = Axis::ALL
+            .iter()
+            .map(|&a| {
+                let f = &f;
+                s.spawn(move || f(a))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Training("a fitting thread panicked".into())))
+            })
+            .collect()
+    })
 }
 
 /// Fits the model on `examples`.
@@ -279,15 +474,22 @@ pub fn fit(
     }
     let (tokens, names) = tokenize_all(examples, tokenizer, progress);
     let budget = (available_memory() as f64 * p.memory_fraction) as u64;
+    // the four axes' matrices are alive together
     let cap = feature_cap_for_memory(examples.len(), budget);
-    let max_features = p.max_features.min(cap);
-    if max_features == 0 {
+    let wanted = p.max_features.total();
+    let scale = if wanted > cap {
+        cap as f64 / wanted as f64
+    } else {
+        1.0
+    };
+    let max_features = FeatureBudget(p.max_features.0.map(|n| (n as f64 * scale) as usize));
+    if max_features.0.contains(&0) {
         return Err(Error::Training(format!(
             "{} statements do not fit in memory",
             examples.len()
         )));
     }
-    let (features, eligible) = choose_vocabulary(
+    let vocabulary = choose_vocabulary(
         &tokens,
         examples,
         &names,
@@ -297,6 +499,8 @@ pub fn fit(
             jieba: tokenizer.has_jieba(),
         },
     )?;
+    let features = vocabulary.features;
+    let axis_features = vocabulary.per_axis;
     if features.is_empty() {
         return Err(Error::Training(
             "empty vocabulary: too few statements for min_df".into(),
@@ -313,48 +517,68 @@ pub fn fit(
             v
         })
         .collect();
-    let x = densify(&rows, features.len());
-    let fitted: Vec<Result<MultiFittedLogisticRegression<TrainFloat, usize>>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = Axis::ALL
-                .iter()
-                .map(|&a| {
-                    let x = &x;
-                    s.spawn(move || {
-                        let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
-                        let ds = DatasetBase::new(x.view(), y);
-                        let r = MultiLogisticRegression::default()
-                            .alpha(p.alpha as TrainFloat)
-                            .max_iterations(p.max_iterations)
-                            .gradient_tolerance(p.gradient_tolerance as TrainFloat)
-                            .fit(&ds)
-                            .map_err(|e| Error::Training(format!("{a}: {e}")));
-                        progress(Stage::AxisFitted(a));
-                        r
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Training("a fitting thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-    let linfa: Vec<MultiFittedLogisticRegression<TrainFloat, usize>> =
-        fitted.into_iter().collect::<Result<_>>()?;
+    let logistic = for_each_axis(|a| {
+        let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
+        let x = densify::<TrainFloat>(&rows, &axis_features[a.index()]);
+        let fitted = MultiLogisticRegression::default()
+            .alpha(p.alpha as TrainFloat)
+            .max_iterations(p.max_iterations)
+            .gradient_tolerance(p.gradient_tolerance as TrainFloat)
+            .fit(&DatasetBase::new(x.view(), y))
+            .map_err(|e| Error::Training(format!("{a}: {e}")));
+        progress(Stage::AxisFitted(a));
+        fitted
+    })?;
+    let mut naive_bayes: Vec<Option<NaiveBayesAxis>> = Axis::ALL.iter().map(|_| None).collect();
+    if p.nb_weight > 0.0 {
+        // linfa-bayes 0.8 prints a leftover `dbg!` of every class it fits, feature arrays
+        // and all, to stderr: silence the process's stderr while it fits (when it can be)
+        let _quiet = gag::Gag::stderr().ok();
+        let fitted = for_each_axis(|a| {
+            let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
+            NaiveBayesAxis::fit(
+                &rows,
+                &axis_features[a.index()],
+                y.view(),
+                a.len(),
+                p.nb_alpha,
+            )
+            .map_err(|e| Error::Training(format!("{a}: {e}")))
+        })?;
+        naive_bayes = fitted.into_iter().map(Some).collect();
+    }
+    let fitted: Vec<Result<AxisModels>> = logistic
+        .into_iter()
+        .zip(naive_bayes)
+        .map(|(logistic, naive_bayes)| {
+            Ok(AxisModels {
+                logistic,
+                naive_bayes,
+            })
+        })
+        .collect();
+    let linfa: Vec<AxisModels> = fitted.into_iter().collect::<Result<_>>()?;
     let nf = features.len();
     let mut weights = vec![0.0; nf * TOTAL_VALUES];
     let mut bias = [0.0; TOTAL_VALUES];
-    for (a, m) in Axis::ALL.iter().zip(&linfa) {
-        let w = m.params();
-        for (k, &class) in m.classes().iter().enumerate() {
+    for ((a, m), columns) in Axis::ALL.iter().zip(&linfa).zip(&axis_features) {
+        let w = m.logistic.params();
+        for (k, &class) in m.logistic.classes().iter().enumerate() {
             let col = a.offset() + class;
-            bias[col] = f64::from(m.intercept()[k]);
-            for f in 0..nf {
-                weights[f * TOTAL_VALUES + col] = f64::from(w[[f, k]]);
+            bias[col] = f64::from(m.logistic.intercept()[k]);
+            for (j, &f) in columns.iter().enumerate() {
+                weights[f as usize * TOTAL_VALUES + col] = f64::from(w[[j, k]]);
+            }
+        }
+        if let Some(nb) = &m.naive_bayes {
+            let k = a.len();
+            for class in 0..k {
+                let col = a.offset() + class;
+                bias[col] += p.nb_weight * nb.log_prior[class];
+                for (j, &f) in columns.iter().enumerate() {
+                    weights[f as usize * TOTAL_VALUES + col] +=
+                        p.nb_weight * nb.log_prob[j * k + class];
+                }
             }
         }
     }
@@ -362,8 +586,10 @@ pub fn fit(
     Ok(Trained {
         model,
         linfa,
-        capped_by_memory: if cap < p.max_features {
-            eligible.saturating_sub(nf)
+        nb_weight: p.nb_weight,
+        axis_features,
+        capped_by_memory: if scale < 1.0 {
+            wanted - max_features.total()
         } else {
             0
         },
@@ -371,23 +597,56 @@ pub fn fit(
 }
 
 /// Largest absolute difference between linfa's probabilities and the serving model's on
-/// `rows` (sparse, already vectorised by the serving model's feature space).
+/// `rows` (sparse, already vectorised by the serving model's feature space). linfa's side is
+/// linfa-logistic's `predict_probabilities`, combined, when naive Bayes is used, with
+/// linfa-bayes' `joint_log_likelihood` as the serving model combines them:
+/// `softmax(ln p_logistic + nb_weight * jll)`.
 pub fn max_probability_difference(trained: &Trained, rows: &[SparseVec]) -> f64 {
     if rows.is_empty() {
         return 0.0;
     }
-    let x = densify(rows, trained.model.features.len());
     let mut worst: f64 = 0.0;
-    for (a, m) in Axis::ALL.iter().zip(&trained.linfa) {
-        let linfa_p = m.predict_probabilities(&x);
+    for ((a, m), columns) in Axis::ALL
+        .iter()
+        .zip(&trained.linfa)
+        .zip(&trained.axis_features)
+    {
+        let k = a.len();
+        let logistic = m
+            .logistic
+            .predict_probabilities(&densify::<TrainFloat>(rows, columns));
+        // linfa's scores per row and value: ln p, plus the weighted jll
+        let mut scores = Array2::<f64>::zeros((rows.len(), k));
+        for (j, &class) in m.logistic.classes().iter().enumerate() {
+            scores
+                .column_mut(class)
+                .assign(&logistic.column(j).mapv(|p| f64::from(p).ln()));
+        }
+        if let Some(nb) = &m.naive_bayes {
+            let jll = nb
+                .model
+                .joint_log_likelihood(densify::<f64>(rows, columns).view());
+            for (&class, v) in jll {
+                let mut col = scores.column_mut(class);
+                col.scaled_add(trained.nb_weight, &v);
+            }
+        }
         for (r, row) in rows.iter().enumerate() {
             let ours = crate::model::probabilities(trained.model.logits(row));
-            for (k, &class) in m.classes().iter().enumerate() {
-                worst = worst.max((f64::from(linfa_p[[r, k]]) - ours[a.offset() + class]).abs());
+            let theirs = softmax(scores.row(r));
+            for (class, t) in theirs.iter().enumerate() {
+                worst = worst.max((t - ours[a.offset() + class]).abs());
             }
         }
     }
     worst
+}
+
+fn softmax(scores: ArrayView1<f64>) -> Vec<f64> {
+    let max = scores.fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+    let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
 }
 
 #[cfg(test)]
@@ -403,12 +662,21 @@ mod tests {
         .check()
         .is_err());
         assert!(TrainParams {
-            max_features: 0,
+            max_features: FeatureBudget([10, 0, 10, 10]),
             ..Default::default()
         }
         .check()
         .is_err());
         assert!(TrainParams::default().check().is_ok());
+    }
+
+    #[test]
+    fn feature_budget_parses_one_or_four_numbers() {
+        assert_eq!("500".parse(), Ok(FeatureBudget([500; 4])));
+        assert_eq!("4,3,2,1".parse(), Ok(FeatureBudget([4, 3, 2, 1])));
+        assert!("1,2".parse::<FeatureBudget>().is_err());
+        assert!("x".parse::<FeatureBudget>().is_err());
+        assert_eq!(FeatureBudget([4, 3, 2, 1]).to_string(), "4,3,2,1");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use needscope::labels::Axis;
 use needscope::pipeline::{run as run_job, Event, TrainJob};
-use needscope::train::{Stage, TrainParams};
+use needscope::train::{FeatureBudget, Stage, TrainParams};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -43,9 +43,17 @@ pub struct TrainArgs {
     /// Minimum document frequency of a feature.
     #[arg(long, default_value_t = TrainParams::default().min_df)]
     min_df: usize,
-    /// Maximum number of features.
+    /// Features per axis: one number for every axis, or four comma-separated in axis order
+    /// (need,explicitness,tier,gap); each axis picks its own by chi-squared.
     #[arg(long, default_value_t = TrainParams::default().max_features)]
-    max_features: usize,
+    max_features: FeatureBudget,
+    /// Smoothing of the naive Bayes feature counts.
+    #[arg(long, default_value_t = TrainParams::default().nb_alpha)]
+    nb_alpha: f64,
+    /// Weight of the naive Bayes log-likelihoods added to the logistic regression's
+    /// log-probabilities; 0 for logistic regression alone.
+    #[arg(long, default_value_t = TrainParams::default().nb_weight)]
+    nb_weight: f64,
     /// Character n-grams only, no jieba words.
     #[arg(long)]
     no_jieba: bool,
@@ -82,6 +90,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             min_df: a.min_df,
             max_features: a.max_features,
             jieba: !a.no_jieba,
+            nb_alpha: a.nb_alpha,
+            nb_weight: a.nb_weight,
             ..TrainParams::default()
         },
         folds: a.folds,

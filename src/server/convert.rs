@@ -47,8 +47,8 @@ fn axis_detail(c: &Classification, a: Axis) -> pb::AxisDetail {
         axis: axis(a) as i32,
         uncertain: r.uncertain,
         decided_by_rule: r.decided_by.as_deref().unwrap_or_default().to_string(),
-        model_probabilities: c.model_probs(a).to_vec(),
-        final_probabilities: c.final_probs(a).to_vec(),
+        model_probabilities: c.model_probs(a).iter().map(|&p| p as f32).collect(),
+        final_probabilities: c.final_probs(a).iter().map(|&p| p as f32).collect(),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Normalized {
     pub end: Vec<u32>,
     /// Number of code points in the original text.
     pub original_len: u32,
+    /// The original text's characters, kept between calls so reuse does not allocate.
+    scratch: Vec<char>,
 }
 
 impl Normalized {
@@ -72,6 +74,21 @@ fn is_invisible(c: char) -> bool {
         | 0xE0100..=0xE01EF | 0xE0020..=0xE007F)
 }
 
+/// Whether `c` belongs to the cluster of the character before it (a combining mark or an
+/// invisible format character). ASCII and Han never do, which skips the table look-up.
+fn joins_cluster(c: char) -> bool {
+    !c.is_ascii() && !is_han(c) && (is_combining_mark(c) || is_invisible(c))
+}
+
+/// The ASCII character a full-width form (U+FF01..U+FF5E) is NFKC-equivalent to.
+fn fullwidth_ascii(c: char) -> Option<char> {
+    let u = c as u32;
+    (0xFF01..=0xFF5E)
+        .contains(&u)
+        .then(|| char::from_u32(u - 0xFEE0))
+        .flatten()
+}
+
 fn push_folded(out: &mut Normalized, c: char, from: u32, to: u32) {
     if c.is_control() {
         out.push(' ', from, to);
@@ -89,7 +106,10 @@ fn push_folded(out: &mut Normalized, c: char, from: u32, to: u32) {
 /// Normalises `text` into `out`, reusing its buffers.
 pub fn normalize_into(text: &str, out: &mut Normalized) {
     out.clear();
-    let chars: Vec<char> = text.chars().collect();
+    let chars = &mut out.scratch;
+    chars.clear();
+    chars.extend(text.chars());
+    let chars = std::mem::take(chars);
     out.original_len = chars.len() as u32;
     let mut i = 0usize;
     let mut cluster = String::new();
@@ -98,7 +118,7 @@ pub fn normalize_into(text: &str, out: &mut Normalized) {
         let from = i as u32;
         // a base character and the combining marks that follow it form one cluster
         let mut j = i + 1;
-        while j < chars.len() && (is_combining_mark(chars[j]) || is_invisible(chars[j])) {
+        while j < chars.len() && joins_cluster(chars[j]) {
             j += 1;
         }
         let to = j as u32;
@@ -109,6 +129,9 @@ pub fn normalize_into(text: &str, out: &mut Normalized) {
             } else {
                 push_folded(out, c, from, to);
             }
+        } else if let Some(ascii) = (j == i + 1).then(|| fullwidth_ascii(c)).flatten() {
+            // fast path: full-width forms (，！？ＡＰＰ) are NFKC-equivalent to ASCII
+            push_folded(out, ascii, from, to);
         } else if is_invisible(c) && j == i + 1 {
             // dropped
         } else {
@@ -127,6 +150,7 @@ pub fn normalize_into(text: &str, out: &mut Normalized) {
         out.start.pop();
         out.end.pop();
     }
+    out.scratch = chars;
 }
 
 /// Normalises `text`.

@@ -1,7 +1,7 @@
 //! Tokenisation of normalised text into feature tokens.
 //!
 //! Chinese runs give character unigrams and bigrams and, when a jieba segmenter is present,
-//! its multi-character words; Latin runs give words and word bigrams; digit runs collapse to
+//! its multi-character words; Latin runs give words, their Snowball stems and word bigrams; digit runs collapse to
 //! one number token; emoji and the marks `?` and `!` are tokens of their own. Every token
 //! carries a stable 64-bit hash of its kind and text (no allocation on the hot path) and its
 //! half-open span in normalised character positions.
@@ -9,6 +9,7 @@
 use super::convert::is_han;
 use super::normalize::Normalized;
 use jieba_rs::Jieba;
+use rust_stemmers::{Algorithm, Stemmer};
 use rustc_hash::FxHasher;
 use std::hash::Hasher;
 
@@ -25,6 +26,8 @@ pub enum TokenKind {
     Latin,
     /// Two adjacent Latin words (`v`).
     LatinBigram,
+    /// The Snowball (Porter 2) stem of a Latin word (`s`): "delayed" and "delays" share one.
+    Stem,
     /// A run of digits (`n`).
     Number,
     /// An emoji or pictograph (`e`).
@@ -42,6 +45,7 @@ impl TokenKind {
             TokenKind::Word => 'j',
             TokenKind::Latin => 'w',
             TokenKind::LatinBigram => 'v',
+            TokenKind::Stem => 's',
             TokenKind::Number => 'n',
             TokenKind::Emoji => 'e',
             TokenKind::Mark => 'p',
@@ -56,6 +60,7 @@ impl TokenKind {
             'j' => TokenKind::Word,
             'w' => TokenKind::Latin,
             'v' => TokenKind::LatinBigram,
+            's' => TokenKind::Stem,
             'n' => TokenKind::Number,
             'e' => TokenKind::Emoji,
             'p' => TokenKind::Mark,
@@ -119,6 +124,11 @@ fn is_latin(c: char) -> bool {
 /// Splits normalised text into tokens, with an optional jieba segmenter for Chinese words.
 pub struct Tokenizer {
     jieba: Option<Jieba>,
+    stemmer: Stemmer,
+}
+
+fn english_stemmer() -> Stemmer {
+    Stemmer::create(Algorithm::English)
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -140,12 +150,18 @@ impl Tokenizer {
                 .load_dict(&mut reader)
                 .map_err(|e| format!("user dictionary: {e}"))?;
         }
-        Ok(Tokenizer { jieba: Some(jieba) })
+        Ok(Tokenizer {
+            jieba: Some(jieba),
+            stemmer: english_stemmer(),
+        })
     }
 
     /// A tokenizer with character n-grams only.
     pub fn chars_only() -> Tokenizer {
-        Tokenizer { jieba: None }
+        Tokenizer {
+            jieba: None,
+            stemmer: english_stemmer(),
+        }
     }
 
     /// Whether jieba words are produced.
@@ -199,7 +215,7 @@ impl Tokenizer {
                     while i < len && is_latin(chars[i]) {
                         i += 1;
                     }
-                    push_latin(out, chars, s, i, &mut prev_latin);
+                    self.push_latin(out, chars, s, i, &mut prev_latin, scratch);
                 } else {
                     out.push(Token {
                         kind: TokenKind::Number,
@@ -213,7 +229,7 @@ impl Tokenizer {
                 while i < len && is_latin(chars[i]) {
                     i += 1;
                 }
-                push_latin(out, chars, s, i, &mut prev_latin);
+                self.push_latin(out, chars, s, i, &mut prev_latin, scratch);
             } else {
                 if is_emoji(c) {
                     out.push(tok(TokenKind::Emoji, &chars[i..i + 1], i, i + 1));
@@ -227,6 +243,51 @@ impl Tokenizer {
             }
         }
     }
+
+    fn push_latin(
+        &self,
+        out: &mut Vec<Token>,
+        chars: &[char],
+        s: usize,
+        e: usize,
+        prev: &mut Option<(usize, usize)>,
+        scratch: &mut String,
+    ) {
+        // trim apostrophes at the edges ("'ok'")
+        let (mut a, mut b) = (s, e);
+        while a < b && chars[a] == '\'' {
+            a += 1;
+        }
+        while b > a && chars[b - 1] == '\'' {
+            b -= 1;
+        }
+        if a == b {
+            return;
+        }
+        out.push(tok(TokenKind::Latin, &chars[a..b], a, b));
+        scratch.clear();
+        scratch.extend(&chars[a..b]);
+        out.push(Token {
+            kind: TokenKind::Stem,
+            hash: token_hash(TokenKind::Stem, self.stemmer.stem(scratch).chars()),
+            start: a as u32,
+            end: b as u32,
+        });
+        if let Some((pa, pb)) = *prev {
+            let text = chars[pa..pb]
+                .iter()
+                .copied()
+                .chain(std::iter::once(' '))
+                .chain(chars[a..b].iter().copied());
+            out.push(Token {
+                kind: TokenKind::LatinBigram,
+                hash: token_hash(TokenKind::LatinBigram, text),
+                start: pa as u32,
+                end: b as u32,
+            });
+        }
+        *prev = Some((a, b));
+    }
 }
 
 fn tok(kind: TokenKind, text: &[char], start: usize, end: usize) -> Token {
@@ -236,41 +297,6 @@ fn tok(kind: TokenKind, text: &[char], start: usize, end: usize) -> Token {
         start: start as u32,
         end: end as u32,
     }
-}
-
-fn push_latin(
-    out: &mut Vec<Token>,
-    chars: &[char],
-    s: usize,
-    e: usize,
-    prev: &mut Option<(usize, usize)>,
-) {
-    // trim apostrophes at the edges ("'ok'")
-    let (mut a, mut b) = (s, e);
-    while a < b && chars[a] == '\'' {
-        a += 1;
-    }
-    while b > a && chars[b - 1] == '\'' {
-        b -= 1;
-    }
-    if a == b {
-        return;
-    }
-    out.push(tok(TokenKind::Latin, &chars[a..b], a, b));
-    if let Some((pa, pb)) = *prev {
-        let text = chars[pa..pb]
-            .iter()
-            .copied()
-            .chain(std::iter::once(' '))
-            .chain(chars[a..b].iter().copied());
-        out.push(Token {
-            kind: TokenKind::LatinBigram,
-            hash: token_hash(TokenKind::LatinBigram, text),
-            start: pa as u32,
-            end: b as u32,
-        });
-    }
-    *prev = Some((a, b));
 }
 
 /// The text of a token as it appears in a vocabulary (bigrams of words joined by one space).
@@ -293,6 +319,10 @@ pub fn token_text(n: &Normalized, t: &Token) -> String {
             } else {
                 s
             }
+        }
+        TokenKind::Stem => {
+            let word: String = n.chars[t.start as usize..t.end as usize].iter().collect();
+            english_stemmer().stem(&word).into_owned()
         }
         _ => n.chars[t.start as usize..t.end as usize].iter().collect(),
     }

@@ -6,7 +6,7 @@ use needscope::classifier::{Classifier, ClassifyOptions};
 use needscope::corpus::read_labelled;
 use needscope::labels::{Axis, Lang};
 use needscope::pipeline::{run, TrainJob};
-use needscope::train::{fit, max_probability_difference, TrainParams};
+use needscope::train::{fit, max_probability_difference, FeatureBudget, TrainParams};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,7 +20,7 @@ fn shipped() -> &'static Classifier {
 
 fn quick_params() -> TrainParams {
     TrainParams {
-        max_features: 2_000,
+        max_features: FeatureBudget::uniform(2_000),
         max_iterations: 60,
         ..TrainParams::default()
     }
