@@ -408,6 +408,17 @@ fn model_card(
         p.max_features,
         c.info().rule_count
     );
+    let gib = 1u64 << 30;
+    let _ = writeln!(
+        s,
+        "Memory: a fit peaks at about 8.8 bytes per training statement and feature (summed over \
+         the axes: {} here), so a 24 GiB machine giving training half of it (the default share of \
+         available memory) fits {} training statements before `train` shrinks the vocabulary to \
+         fit, and all 24 GiB fit {}.\n",
+        p.max_features.total(),
+        crate::train::rows_for_memory(p.max_features.total(), 12 * gib),
+        crate::train::rows_for_memory(p.max_features.total(), 24 * gib),
+    );
     let _ = writeln!(
         s,
         "Why these: logistic regression gives per-class probabilities (the service reports them and \

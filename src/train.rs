@@ -53,7 +53,7 @@ impl Default for TrainParams {
         TrainParams {
             alpha: 0.3,
             max_iterations: 300,
-            gradient_tolerance: 1.0,
+            gradient_tolerance: 4.0,
             min_df: 2,
             max_features: FeatureBudget([24_000, 10_000, 10_000, 16_000]),
             jieba: true,
@@ -176,12 +176,23 @@ pub fn available_memory() -> u64 {
         .unwrap_or(4 << 30)
 }
 
-/// Largest number of features whose dense `rows x features` matrices fit in `budget`
-/// bytes: at worst an axis holds its f64 naive Bayes matrix plus linfa-bayes' per-class copy
-/// of the rows (16 bytes a cell), about 1.1 times that with working arrays.
+/// Bytes per training row and feature (of the sum over the axes) at the peak of a fit: the
+/// logistic regressions hold their f32 matrices of all four axes at once (4 bytes a cell);
+/// naive Bayes then fits one axis at a time on an f64 matrix plus linfa-bayes' copy of one
+/// class's rows (under 10 bytes a cell of the largest axis, at most half the features). With
+/// about 1.1 for working arrays: 8.8.
+const BYTES_PER_CELL: f64 = 8.8;
+
+/// Largest number of features (summed over the axes) whose training matrices for `rows`
+/// statements fit in `budget` bytes.
 pub fn feature_cap_for_memory(rows: usize, budget: u64) -> usize {
-    let per_feature = (rows.max(1) as u64) * 16 * 11 / 10;
-    (budget / per_feature) as usize
+    (budget as f64 / (rows.max(1) as f64 * BYTES_PER_CELL)) as usize
+}
+
+/// Most training statements whose matrices for `features` (summed over the axes) fit in
+/// `budget` bytes; beyond them the vocabulary shrinks.
+pub fn rows_for_memory(features: usize, budget: u64) -> usize {
+    (budget as f64 / (features.max(1) as f64 * BYTES_PER_CELL)) as usize
 }
 
 /// Progress callback stages.
@@ -534,18 +545,20 @@ pub fn fit(
         // linfa-bayes 0.8 prints a leftover `dbg!` of every class it fits, feature arrays
         // and all, to stderr: silence the process's stderr while it fits (when it can be)
         let _quiet = gag::Gag::stderr().ok();
-        let fitted = for_each_axis(|a| {
+        // one axis at a time: each fit takes seconds, and its f64 matrix is the memory peak
+        for a in Axis::ALL {
             let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
-            NaiveBayesAxis::fit(
-                &rows,
-                &axis_features[a.index()],
-                y.view(),
-                a.len(),
-                p.nb_alpha,
-            )
-            .map_err(|e| Error::Training(format!("{a}: {e}")))
-        })?;
-        naive_bayes = fitted.into_iter().map(Some).collect();
+            naive_bayes[a.index()] = Some(
+                NaiveBayesAxis::fit(
+                    &rows,
+                    &axis_features[a.index()],
+                    y.view(),
+                    a.len(),
+                    p.nb_alpha,
+                )
+                .map_err(|e| Error::Training(format!("{a}: {e}")))?,
+            );
+        }
     }
     let fitted: Vec<Result<AxisModels>> = logistic
         .into_iter()
@@ -684,5 +697,8 @@ mod tests {
         let gib = 1u64 << 30;
         assert!(feature_cap_for_memory(4_000, 12 * gib) > 300_000);
         assert!(feature_cap_for_memory(1_000_000, 12 * gib) < 4_000);
+        let rows = rows_for_memory(60_000, 24 * gib);
+        assert!(feature_cap_for_memory(rows, 24 * gib) >= 59_999);
+        assert!(feature_cap_for_memory(rows + 100, 24 * gib) < 60_000);
     }
 }
