@@ -411,7 +411,7 @@ fn model_card(
     let gib = 1u64 << 30;
     let _ = writeln!(
         s,
-        "Memory: a fit peaks at about 5 bytes per training statement and feature (summed over \
+        "Memory: a fit peaks at up to 6 bytes per training statement and feature (summed over \
          the axes: {} here), so a 24 GiB machine giving training half of it (the default share of \
          available memory) fits {} training statements before `train` shrinks the vocabulary to \
          fit, and all 24 GiB fit {}.\n",

@@ -179,9 +179,9 @@ pub fn available_memory() -> u64 {
 /// Bytes per training row and feature (of the sum over the axes) at the peak of a fit: the
 /// logistic regressions hold their f32 matrices of all four axes at once (4 bytes a cell);
 /// naive Bayes then fits one axis at a time on an f64 matrix of at most half the features,
-/// plus linfa-bayes' copy of one class's rows. Measured: 2.35 GB at 8,849 statements and
-/// 60,000 features (4.4 bytes a cell); 5 leaves room for working arrays.
-const BYTES_PER_CELL: f64 = 5.0;
+/// plus linfa-bayes' copy of one class's rows. Measured: 2.2 to 3.0 GB peak at 8,849
+/// statements and 60,000 features (4.2 to 5.7 bytes a cell); 6 leaves a margin.
+const BYTES_PER_CELL: f64 = 6.0;
 
 /// Largest number of features (summed over the axes) whose training matrices for `rows`
 /// statements fit in `budget` bytes.

@@ -42,8 +42,9 @@ fn assert_axis(d: &pb::AxisDetail, n: usize, label: i32) {
     assert_eq!(d.model_probabilities.len(), n, "{:?}", d.axis);
     assert_eq!(d.final_probabilities.len(), n, "{:?}", d.axis);
     for p in [&d.model_probabilities, &d.final_probabilities] {
-        let sum: f64 = p.iter().sum();
-        assert!((sum - 1.0).abs() < 1e-9, "probabilities sum to {sum}");
+        // single precision on the wire: each value rounded to about 6e-8
+        let sum: f64 = p.iter().map(|&x| f64::from(x)).sum();
+        assert!((sum - 1.0).abs() < 1e-6, "probabilities sum to {sum}");
     }
     if d.decided_by_rule.is_empty() {
         let best = d

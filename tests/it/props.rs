@@ -47,7 +47,11 @@ proptest! {
         }
         let st = n.as_string();
         prop_assert!(!st.starts_with(' ') && !st.ends_with(' ') && !st.contains("  "));
-        prop_assert!(!st.chars().any(|c| c.is_uppercase() || c.is_control()));
+        // case-folded: no character left that has a lowercase form (a few symbols such as
+        // the negative circled letter 🅐 count as uppercase but have none)
+        prop_assert!(!st
+            .chars()
+            .any(|c| c.is_control() || c.is_uppercase() && c.to_lowercase().ne(std::iter::once(c))));
     }
 
     #[test]
