@@ -540,37 +540,29 @@ pub fn fit(
         progress(Stage::AxisFitted(a));
         fitted
     })?;
-    let mut naive_bayes: Vec<Option<NaiveBayesAxis>> = Axis::ALL.iter().map(|_| None).collect();
-    if p.nb_weight > 0.0 {
-        // linfa-bayes 0.8 prints a leftover `dbg!` of every class it fits, feature arrays
-        // and all, to stderr: silence the process's stderr while it fits (when it can be)
-        let _quiet = gag::Gag::stderr().ok();
-        // one axis at a time: each fit takes seconds, and its f64 matrix is the memory peak
-        for a in Axis::ALL {
+    // linfa-bayes 0.8 prints a leftover `dbg!` of every class it fits, feature arrays and
+    // all, to stderr: silence the process's stderr while it fits (when it can be)
+    let quiet = (p.nb_weight > 0.0).then(|| gag::Gag::stderr().ok());
+    let mut linfa = Vec::with_capacity(Axis::ALL.len());
+    // naive Bayes one axis at a time: each fit takes seconds, and its f64 matrix is the
+    // memory peak
+    for (a, logistic) in Axis::ALL.into_iter().zip(logistic) {
+        let naive_bayes = if p.nb_weight > 0.0 {
             let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
-            naive_bayes[a.index()] = Some(
-                NaiveBayesAxis::fit(
-                    &rows,
-                    &axis_features[a.index()],
-                    y.view(),
-                    a.len(),
-                    p.nb_alpha,
-                )
-                .map_err(|e| Error::Training(format!("{a}: {e}")))?,
-            );
-        }
+            let columns = &axis_features[a.index()];
+            Some(
+                NaiveBayesAxis::fit(&rows, columns, y.view(), a.len(), p.nb_alpha)
+                    .map_err(|e| Error::Training(format!("{a}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        linfa.push(AxisModels {
+            logistic,
+            naive_bayes,
+        });
     }
-    let fitted: Vec<Result<AxisModels>> = logistic
-        .into_iter()
-        .zip(naive_bayes)
-        .map(|(logistic, naive_bayes)| {
-            Ok(AxisModels {
-                logistic,
-                naive_bayes,
-            })
-        })
-        .collect();
-    let linfa: Vec<AxisModels> = fitted.into_iter().collect::<Result<_>>()?;
+    drop(quiet);
     let nf = features.len();
     let mut weights = vec![0.0; nf * TOTAL_VALUES];
     let mut bias = [0.0; TOTAL_VALUES];
