@@ -106,10 +106,9 @@ fn push_folded(out: &mut Normalized, c: char, from: u32, to: u32) {
 /// Normalises `text` into `out`, reusing its buffers.
 pub fn normalize_into(text: &str, out: &mut Normalized) {
     out.clear();
-    let chars = &mut out.scratch;
+    let mut chars = std::mem::take(&mut out.scratch);
     chars.clear();
     chars.extend(text.chars());
-    let chars = std::mem::take(chars);
     out.original_len = chars.len() as u32;
     let mut i = 0usize;
     let mut cluster = String::new();
