@@ -443,24 +443,50 @@ pub fn densify<F: linfa::Float>(rows: &[SparseVec], columns: &[u32]) -> Array2<F
     x
 }
 
-/// Runs `f` for the four axes on scoped threads; results in [`Axis::ALL`] order.
-fn for_each_axis<T: Send>(f: impl Fn(Axis) -> Result<T> + Sync) -> Result<Vec<T>> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = Axis::ALL
-            .iter()
-            .map(|&a| {
-                let f = &f;
-                s.spawn(move || f(a))
+/// Runs `f` for the four axes on at most as many scoped threads as the machine has cores,
+/// the most expensive axes first (`cost` of an axis, e.g. its feature count), so that the
+/// largest fit is not left running alone at the end; results in [`Axis::ALL`] order.
+fn for_each_axis<T: Send>(
+    cost: impl Fn(Axis) -> usize,
+    f: impl Fn(Axis) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let mut order = Axis::ALL;
+    order.sort_by_key(|&a| std::cmp::Reverse(cost(a)));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(order.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<(Axis, Result<T>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some(&a) =
+                        order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        out.push((a, f(a)));
+                    }
+                    out
+                })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Training("a fitting thread panicked".into())))
-            })
+            // a panicked worker's axes stay empty and are reported below
+            .flat_map(|h| h.join().unwrap_or_default())
             .collect()
-    })
+    });
+    let mut slots: Vec<Option<Result<T>>> = Axis::ALL.iter().map(|_| None).collect();
+    for (a, r) in done {
+        slots[a.index()] = Some(r);
+    }
+    slots
+        .into_iter()
+        .zip(Axis::ALL)
+        .map(|(r, a)| {
+            r.unwrap_or_else(|| Err(Error::Training(format!("{a}: the fitting thread panicked"))))
+        })
+        .collect()
 }
 
 /// Fits the model on `examples`.
@@ -528,18 +554,21 @@ pub fn fit(
             v
         })
         .collect();
-    let logistic = for_each_axis(|a| {
-        let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
-        let x = densify::<TrainFloat>(&rows, &axis_features[a.index()]);
-        let fitted = MultiLogisticRegression::default()
-            .alpha(p.alpha as TrainFloat)
-            .max_iterations(p.max_iterations)
-            .gradient_tolerance(p.gradient_tolerance as TrainFloat)
-            .fit(&DatasetBase::new(x.view(), y))
-            .map_err(|e| Error::Training(format!("{a}: {e}")));
-        progress(Stage::AxisFitted(a));
-        fitted
-    })?;
+    let logistic = for_each_axis(
+        |a| axis_features[a.index()].len(),
+        |a| {
+            let y: Array1<usize> = examples.iter().map(|e| e.labels.get(a)).collect();
+            let x = densify::<TrainFloat>(&rows, &axis_features[a.index()]);
+            let fitted = MultiLogisticRegression::default()
+                .alpha(p.alpha as TrainFloat)
+                .max_iterations(p.max_iterations)
+                .gradient_tolerance(p.gradient_tolerance as TrainFloat)
+                .fit(&DatasetBase::new(x.view(), y))
+                .map_err(|e| Error::Training(format!("{a}: {e}")));
+            progress(Stage::AxisFitted(a));
+            fitted
+        },
+    )?;
     // linfa-bayes 0.8 prints a leftover `dbg!` of every class it fits, feature arrays and
     // all, to stderr: silence the process's stderr while it fits (when it can be)
     let quiet = (p.nb_weight > 0.0).then(|| gag::Gag::stderr().ok());
