@@ -30,7 +30,8 @@ pub struct TrainParams {
     pub alpha: f64,
     /// L-BFGS iteration cap per axis.
     pub max_iterations: u64,
-    /// Gradient tolerance at which L-BFGS stops.
+    /// Gradient tolerance at which L-BFGS stops (the norm of the gradient of the loss summed
+    /// over the statements, so the same value is a tighter stop on more data).
     pub gradient_tolerance: f64,
     /// A token must occur in at least this many training statements to become a feature.
     pub min_df: usize,
@@ -53,7 +54,7 @@ impl Default for TrainParams {
         TrainParams {
             alpha: 0.3,
             max_iterations: 300,
-            gradient_tolerance: 8.0,
+            gradient_tolerance: 16.0,
             min_df: 2,
             max_features: FeatureBudget([24_000, 10_000, 10_000, 16_000]),
             jieba: true,
@@ -177,10 +178,12 @@ pub fn available_memory() -> u64 {
 }
 
 /// Bytes per training row and feature (of the sum over the axes) at the peak of a fit: the
-/// logistic regressions hold their f32 matrices of all four axes at once (4 bytes a cell);
-/// naive Bayes then fits one axis at a time on an f64 matrix of at most half the features,
-/// plus linfa-bayes' copy of one class's rows. Measured: 2.2 to 3.0 GB peak at 8,849
-/// statements and 60,000 features (4.2 to 5.7 bytes a cell); 6 leaves a margin.
+/// logistic regressions hold the f32 matrices of as many axes as there are cores, all four
+/// on a four-core machine (4 bytes a cell); naive Bayes then fits one axis at a time on an
+/// f64 matrix of at most half the features, plus linfa-bayes' copy of one class's rows.
+/// Measured: 2.2 to 3.0 GB peak at 8,849 statements and 60,000 features (4.2 to 5.7 bytes a
+/// cell, four threads on two cores), 2.84 GB at 10,773 statements (4.4 bytes a cell, one
+/// worker per core); 6 leaves a margin.
 const BYTES_PER_CELL: f64 = 6.0;
 
 /// Largest number of features (summed over the axes) whose training matrices for `rows`
@@ -511,7 +514,7 @@ pub fn fit(
     }
     let (tokens, names) = tokenize_all(examples, tokenizer, progress);
     let budget = (available_memory() as f64 * p.memory_fraction) as u64;
-    // the four axes' matrices are alive together
+    // budgeted as if the four axes' matrices were alive together (they are on four cores)
     let cap = feature_cap_for_memory(examples.len(), budget);
     let wanted = p.max_features.total();
     let scale = if wanted > cap {
