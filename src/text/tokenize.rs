@@ -118,7 +118,8 @@ fn is_emoji(c: char) -> bool {
 fn is_latin(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || c == '\''
-        || (c.is_alphabetic() && !is_han(c) && (c as u32) < 0x2E80)
+        // the cheap range test first: Unicode's alphabetic table is a slow lookup
+        || ((c as u32) < 0x2E80 && !is_han(c) && c.is_alphabetic())
 }
 
 /// Splits normalised text into tokens, with an optional jieba segmenter for Chinese words.
