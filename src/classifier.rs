@@ -165,7 +165,7 @@ fn normalize_text(s: &str) -> String {
 }
 
 fn strip(s: &str) -> String {
-    s.chars().filter(|c| c.is_alphanumeric()).collect()
+    s.chars().filter(|&c| is_letter_or_digit(c)).collect()
 }
 
 /// Per-call options.

@@ -11,13 +11,13 @@ use crate::labels::Axis;
 use crate::text::normalize;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet};
+use serde::Deserialize;
+use std::sync::Arc;
 
 /// Cache of each regex's lazy DFA (per thread that uses it). The default 2 MiB filled up
 /// and was cleared over and over on varied Chinese text, rebuilding the same states:
 /// 12% of classification time was DFA construction.
 const LAZY_DFA_CACHE: usize = 16 << 20;
-use serde::Deserialize;
-use std::sync::Arc;
 
 /// Version of the rules file format this build reads.
 pub const RULES_FORMAT_VERSION: u32 = 1;

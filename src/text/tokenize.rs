@@ -118,8 +118,9 @@ fn is_emoji(c: char) -> bool {
 fn is_latin(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || c == '\''
-        // the cheap range test first: Unicode's alphabetic table is a slow lookup
-        || ((c as u32) < 0x2E80 && !is_han(c) && c.is_alphabetic())
+        // below the CJK blocks (no Han character is); the cheap range test first, Unicode's
+        // alphabetic table is a slow lookup
+        || ((c as u32) < 0x2E80 && c.is_alphabetic())
 }
 
 /// Splits normalised text into tokens, with an optional jieba segmenter for Chinese words.
