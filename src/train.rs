@@ -684,20 +684,14 @@ pub fn max_probability_difference(trained: &Trained, rows: &[SparseVec]) -> f64 
         }
         for (r, row) in rows.iter().enumerate() {
             let ours = crate::model::probabilities(trained.model.logits(row));
-            let theirs = softmax(scores.row(r));
+            let mut theirs = scores.row(r).to_vec();
+            crate::model::softmax_in_place(&mut theirs);
             for (class, t) in theirs.iter().enumerate() {
                 worst = worst.max((t - ours[a.offset() + class]).abs());
             }
         }
     }
     worst
-}
-
-fn softmax(scores: ArrayView1<f64>) -> Vec<f64> {
-    let max = scores.fold(f64::NEG_INFINITY, |m, &s| m.max(s));
-    let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 #[cfg(test)]

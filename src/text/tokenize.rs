@@ -123,6 +123,15 @@ fn is_latin(c: char) -> bool {
         || ((c as u32) < 0x2E80 && c.is_alphabetic())
 }
 
+/// Whether `chars[k]` is a point between two digits ("3.5", "2.4ghz"): part of a number or
+/// of an alphanumeric word.
+fn is_decimal_point(chars: &[char], k: usize) -> bool {
+    chars[k] == '.'
+        && k > 0
+        && chars[k - 1].is_ascii_digit()
+        && chars.get(k + 1).is_some_and(char::is_ascii_digit)
+}
+
 /// Splits normalised text into tokens, with an optional jieba segmenter for Chinese words.
 pub struct Tokenizer {
     jieba: Option<Jieba>,
@@ -206,10 +215,7 @@ impl Tokenizer {
                 prev_latin = None;
             } else if c.is_ascii_digit() {
                 let s = i;
-                while i < len
-                    && (chars[i].is_ascii_digit()
-                        || chars[i] == '.' && i + 1 < len && chars[i + 1].is_ascii_digit())
-                {
+                while i < len && (chars[i].is_ascii_digit() || is_decimal_point(chars, i)) {
                     i += 1;
                 }
                 if i < len && is_latin(chars[i]) {
@@ -309,14 +315,7 @@ pub fn token_text(n: &Normalized, t: &Token) -> String {
             let cs = &n.chars[t.start as usize..t.end as usize];
             // a word's characters as the tokenizer reads them: Latin letters, digits,
             // apostrophes, and a point between digits ("2.4ghz")
-            let in_word = |k: usize| {
-                is_latin(cs[k])
-                    || cs[k] == '.'
-                        && k > 0
-                        && k + 1 < cs.len()
-                        && cs[k - 1].is_ascii_digit()
-                        && cs[k + 1].is_ascii_digit()
-            };
+            let in_word = |k: usize| is_latin(cs[k]) || is_decimal_point(cs, k);
             let first_end = (0..cs.len()).find(|&k| !in_word(k)).unwrap_or(cs.len());
             let last_start = (0..cs.len())
                 .rev()
@@ -378,7 +377,8 @@ mod tests {
     fn hashes_agree_with_names() {
         let t = Tokenizer::chars_only();
         // "2.4ghz" and "0.0'" are words with a point inside (proptest found the second)
-        let n = normalize("it's not the price, 价格 3.5 元 😡 2.4ghz wifi, 0.0' a");
+        let n =
+            normalize("it's not the price, 价格 3.5 元 😡 2.4ghz wifi, 0.0' a, v2.5 next, x 0.0'");
         for x in tokenize(&t, &n) {
             let name = token_name(x.kind, &token_text(&n, &x));
             let (kind, h) = parse_token_name(&name).unwrap();
